@@ -1,0 +1,177 @@
+"""``custos`` command line. Human output by default, ``--json`` for scripts.
+
+Exit codes: 0 ok, 1 a check or verification failed, 2 usage or input error.
+Personal information is never printed by these commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+from custos.errors import CustosError
+
+
+def _print(args, data: dict, human: str) -> None:
+    print(json.dumps(data, indent=1, ensure_ascii=False, default=str) if args.json else human)
+
+
+def cmd_init(args) -> int:
+    from custos.policy import current_policy
+    from custos.settings import get_settings
+    from custos.setup_vault import initialise
+
+    result = initialise(get_settings(), current_policy())
+    _print(args, result, (
+        f"vault ready ({result['vault']}, schema {result['schema_revision']}); keyring "
+        f"{result['keyring']} ({'created' if result['keyring_created'] else 'existing'}, "
+        f"{result['keyring_id']})"
+    ))
+    return 0
+
+
+def _progress(total: int, label: str):
+    """A progress bar on a terminal, nothing otherwise (logs stay clean)."""
+    if not sys.stderr.isatty():
+        return None, None
+    from rich.progress import Progress
+
+    progress = Progress(transient=True)
+    progress.start()
+    task = progress.add_task(label, total=total)
+    return progress, (lambda n: progress.advance(task, n))
+
+
+def cmd_demo_seed(args) -> int:
+    from sqlalchemy import func, select
+
+    from custos.demo.seed import seed_vault
+    from custos.runtime import open_runtime
+    from custos.vault.models import Customer
+
+    rt = open_runtime()
+    rt.keys  # noqa: B018 - fail early, before any write, on a missing or wrong keyring
+    if args.if_empty:
+        with rt.engine.connect() as conn:
+            existing = conn.scalar(select(func.count()).select_from(Customer))
+        if existing:
+            _print(args, {"skipped": True, "customers": existing},
+                   f"vault already holds {existing} customers; not seeding")
+            return 0
+    as_of = datetime.fromisoformat(args.as_of) if args.as_of else None
+    progress, advance = _progress(args.customers, "seeding customers")
+    started = datetime.now(UTC)
+    try:
+        report = seed_vault(rt.engine, rt.settings, rt.policy, customers=args.customers,
+                            seed=args.seed, as_of=as_of, workers=args.workers,
+                            first_index=args.first_index, progress=advance)
+    finally:
+        if progress:
+            progress.stop()
+    report["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 2)
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+def cmd_check_monthly(args) -> int:
+    from custos.duties.monthly_check import run_monthly_check
+    from custos.duties.periods import previous_month
+    from custos.runtime import open_runtime
+
+    period = args.period or previous_month(datetime.now(UTC))
+    run_id = f"cli__{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
+    result = run_monthly_check(open_runtime(), period, run_id)
+    failing = {c: n for c, n in result["affected_by_control"].items() if n}
+    lines = [f"monthly check {period}: {len(failing)} of {len(result['affected_by_control'])} "
+             f"controls failing; {result['findings_open']} open findings"]
+    lines += [f"  FAIL {c}: {n} affected" for c, n in sorted(failing.items())]
+    _print(args, result, "\n".join(lines))
+    return 1 if failing and args.strict else 0
+
+
+def cmd_evidence_list(args) -> int:
+    from custos.evidence import list_runs
+    from custos.runtime import open_runtime
+
+    runs = list_runs(open_runtime().evidence, args.period)
+    data = {"runs": [r.__dict__ if hasattr(r, "__dict__") else r for r in runs]}
+    lines = [f"{'period':8} {'dag':32} {'run':40} {'files':>5} sealed"]
+    lines += [
+        f"{r.period:8} {r.dag_id:32} {r.run_id:40} {r.file_count:>5} "
+        f"{'yes' if r.sealed else 'NO'}" for r in runs
+    ]
+    _print(args, data, "\n".join(lines) if runs else "no evidence runs")
+    return 0
+
+
+def cmd_evidence_verify(args) -> int:
+    from custos.crypto.keyring import open_key_provider
+    from custos.evidence import verify_store
+    from custos.runtime import open_runtime
+
+    rt = open_runtime()
+    pinned = None
+    try:
+        key_id, public = open_key_provider(rt.settings).evidence_public_key()
+        pinned = {key_id: public}
+    except CustosError:
+        pass  # offline auditor without the keyring: the store's published key is used
+    report = verify_store(rt.evidence, args.period, public_keys=pinned)
+    data = report.to_dict()
+    lines = [f"checked {report.runs_checked} runs, {report.files_checked} files: "
+             + ("OK" if report.ok else f"{len(report.problems)} PROBLEMS")]
+    lines += [f"  {p.kind.upper():14} {p.path}  {p.detail}" for p in report.problems]
+    _print(args, data, "\n".join(lines))
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="custos", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(parent, name: str, func, help_text: str) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--json", action="store_true", help="machine-readable output")
+        p.set_defaults(func=func)
+        return p
+
+    command(sub, "init", cmd_init, "create the keyring (if absent) and migrate the vault")
+
+    demo = sub.add_parser("demo", help="synthetic data").add_subparsers(dest="demo", required=True)
+    seed = command(demo, "seed", cmd_demo_seed, "seed synthetic customers with known violations")
+    seed.add_argument("--customers", type=int, default=5000)
+    seed.add_argument("--seed", type=int, default=42)
+    seed.add_argument("--as-of", help="ISO date the data ends at (default: 1st of this month)")
+    seed.add_argument("--workers", type=int, default=None, help="encryption worker processes")
+    seed.add_argument("--first-index", type=int, default=0, help=argparse.SUPPRESS)
+    seed.add_argument("--if-empty", action="store_true", help="do nothing if customers exist")
+
+    check = sub.add_parser("check", help="run a duty's checks").add_subparsers(
+        dest="check", required=True)
+    monthly = command(check, "monthly", cmd_check_monthly, "the monthly departmental check")
+    monthly.add_argument("--period", help="YYYY-MM (default: previous month)")
+    monthly.add_argument("--strict", action="store_true", help="exit 1 if any control fails")
+
+    evidence = sub.add_parser("evidence", help="browse and verify evidence").add_subparsers(
+        dest="evidence", required=True)
+    for name, func, text in (("list", cmd_evidence_list, "list evidence runs"),
+                             ("verify", cmd_evidence_verify, "verify hashes and signatures")):
+        p = command(evidence, name, func, text)
+        p.add_argument("--period", help="2026-10, 2026-Q3, 2026-H2 or 2026")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CustosError as exc:
+        print(f"custos: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The control catalogue and the checks that test each control."""

@@ -1,0 +1,193 @@
+"""Set-based checks for the Art. 11, 12 and 13 controls.
+
+Each check is one SQL statement (or one per table for the storage scan) that returns only
+the violating rows as (department, pseudonymous subject id) — never a query per customer,
+never personal data. Collection and storage checks judge the vault's state at the end of
+the period; the use check reviews the uses recorded during the period.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Connection, String, bindparam, inspect, text
+
+from custos.crypto.aead import FORMAT_VERSION, MIN_CIPHERTEXT_BYTES
+from custos.vault.models import Base
+
+
+@dataclass(frozen=True)
+class CheckContext:
+    period: str
+    start: datetime
+    end: datetime
+    express_channels: tuple[str, ...]
+    retention_rules: tuple[str, ...]
+    owner: str  # the control's owner department, for checks attributed to the owner
+
+
+@dataclass
+class CheckOutcome:
+    """Violations of one control: (department, subject id, detail) rows."""
+
+    violations: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def extend(self, rows, detail: str) -> None:
+        self.violations.extend((dept, subject, detail) for dept, subject in rows)
+
+
+_ACTIVE_CUSTOMERS = "c.status = 'active' AND c.collected_at < :end"
+_ACTIVE_CONSENT = "k.granted_at < :end AND (k.withdrawn_at IS NULL OR k.withdrawn_at >= :end)"
+
+
+def _rows(conn: Connection, sql: str, ctx: CheckContext, **extra) -> list[tuple[str, str]]:
+    statement = text(sql)
+    params = {"start": ctx.start, "end": ctx.end, **extra}
+    for name, value in extra.items():
+        if isinstance(value, tuple):
+            statement = statement.bindparams(bindparam(name, expanding=True))
+            params[name] = list(value)
+    return [tuple(row) for row in conn.execute(statement, params)]
+
+
+def consent_present(conn: Connection, ctx: CheckContext) -> CheckOutcome:
+    outcome = CheckOutcome()
+    outcome.extend(_rows(conn, f"""
+        SELECT c.collected_by, c.id FROM customers c
+        WHERE {_ACTIVE_CUSTOMERS} AND NOT EXISTS (
+            SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.subject = 'customer'
+            AND {_ACTIVE_CONSENT})""", ctx), "no customer consent in force")
+    return outcome
+
+
+def consent_express(conn: Connection, ctx: CheckContext) -> CheckOutcome:
+    outcome = CheckOutcome()
+    outcome.extend(_rows(conn, f"""
+        SELECT c.collected_by, c.id FROM customers c
+        WHERE {_ACTIVE_CUSTOMERS} AND EXISTS (
+            SELECT 1 FROM consents k WHERE k.customer_id = c.id AND {_ACTIVE_CONSENT}
+            AND k.channel NOT IN :express)""", ctx, express=ctx.express_channels),
+        "consent in force was not given expressly")
+    return outcome
+
+
+def source_recorded(conn: Connection, ctx: CheckContext) -> CheckOutcome:
+    outcome = CheckOutcome()
+    outcome.extend(_rows(conn, f"""
+        SELECT c.collected_by, c.id FROM customers c
+        WHERE {_ACTIVE_CUSTOMERS} AND (
+            c.source_system IS NULL OR c.source_system = '' OR EXISTS (
+                SELECT 1 FROM consents k WHERE k.customer_id = c.id
+                AND (k.source IS NULL OR k.source = '')))""", ctx),
+        "source of customer data or consent not recorded")
+    return outcome
+
+
+def minor_guardian_consent(conn: Connection, ctx: CheckContext) -> CheckOutcome:
+    outcome = CheckOutcome()
+    outcome.extend(_rows(conn, f"""
+        SELECT c.collected_by, c.id FROM customers c
+        WHERE {_ACTIVE_CUSTOMERS} AND c.is_minor = TRUE AND NOT EXISTS (
+            SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.subject = 'guardian'
+            AND {_ACTIVE_CONSENT})""", ctx), "minor without guardian consent in force")
+    return outcome
+
+
+def retention_assigned(conn: Connection, ctx: CheckContext) -> CheckOutcome:
+    outcome = CheckOutcome()
+    outcome.extend(_rows(conn, f"""
+        SELECT c.collected_by, c.id FROM customers c
+        WHERE {_ACTIVE_CUSTOMERS} AND (
+            c.retention_rule IS NULL OR c.retention_rule NOT IN :rules OR EXISTS (
+                SELECT 1 FROM data_keys d WHERE d.customer_id = c.id
+                AND d.bucket LIKE '%/unassigned'))""", ctx, rules=ctx.retention_rules),
+        "no retention rule assigned")
+    return outcome
+
+
+def use_within_consent(conn: Connection, ctx: CheckContext) -> CheckOutcome:
+    outcome = CheckOutcome()
+    outcome.extend(_rows(conn, """
+        SELECT u.department_id, u.customer_id FROM data_uses u
+        WHERE u.used_at >= :start AND u.used_at < :end AND NOT EXISTS (
+            SELECT 1 FROM consents k JOIN consent_purposes p ON p.consent_id = k.id
+            WHERE k.customer_id = u.customer_id AND k.subject = 'customer'
+            AND p.purpose = u.purpose AND k.granted_at <= u.used_at
+            AND (k.withdrawn_at IS NULL OR k.withdrawn_at > u.used_at))""", ctx),
+        "use for a purpose without consent in force at the time")
+    return outcome
+
+
+# -- storage: no plaintext personal information -------------------------------------------
+SYSTEM_TABLES = {"alembic_version"}
+EMAIL_LIKE = "%_@_%._%"
+
+
+def _subject_column(table) -> str:
+    return "customer_id" if "customer_id" in table.c else table.primary_key.columns[0].name
+
+
+def _bad_ciphertext_sql(dialect: str, column: str) -> str:
+    if dialect == "postgresql":
+        first_byte = f"get_byte({column}, 0) <> {FORMAT_VERSION[0]}"
+    else:
+        first_byte = f"substr({column}, 1, 1) <> X'{FORMAT_VERSION.hex()}'"
+    return f"({column} IS NOT NULL AND (length({column}) < {MIN_CIPHERTEXT_BYTES} OR {first_byte}))"
+
+
+def _looks_like_pi_sql(dialect: str, column: str) -> str:
+    phone = (
+        f"{column} ~ '\\+[0-9]{{8}}'" if dialect == "postgresql"
+        else f"{column} GLOB '*+[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'"
+    )
+    return f"({column} LIKE '{EMAIL_LIKE}' OR {phone})"
+
+
+def no_plaintext_pi(conn: Connection, ctx: CheckContext) -> CheckOutcome:
+    """Three ways plaintext could get in: a column nobody classified, a 'ciphertext' column
+    holding something that is not a Custos ciphertext, or a metadata text column holding
+    an e-mail address or phone number."""
+    outcome = CheckOutcome()
+    dialect = conn.dialect.name
+    live = inspect(conn)
+    declared = Base.metadata.tables
+    for table_name in sorted(set(live.get_table_names()) - SYSTEM_TABLES):
+        model = declared.get(table_name)
+        known = set(model.c.keys()) if model is not None else set()
+        for column in live.get_columns(table_name):
+            if column["name"] not in known:
+                outcome.violations.append(
+                    (ctx.owner, f"schema:{table_name}.{column['name']}",
+                     "column not classified in the vault schema (may hold plaintext)")
+                )
+    for table in declared.values():
+        subject = _subject_column(table)
+        for kind, builder in (("ciphertext", _bad_ciphertext_sql), ("metadata", _looks_like_pi_sql)):
+            columns = [
+                c.name for c in table.c
+                if c.info.get("pi") == kind and (kind == "ciphertext" or isinstance(c.type, String))
+            ]
+            if not columns:
+                continue
+            condition = " OR ".join(builder(dialect, name) for name in columns)
+            rows = conn.execute(text(f"SELECT {subject} FROM {table.name} WHERE {condition}"))
+            detail = (
+                f"{table.name}: value in a ciphertext column is not a Custos ciphertext"
+                if kind == "ciphertext"
+                else f"{table.name}: e-mail address or phone number in a plaintext column"
+            )
+            outcome.violations.extend((ctx.owner, str(row[0]), detail) for row in rows)
+    return outcome
+
+
+CHECKS: dict[str, Callable[[Connection, CheckContext], CheckOutcome]] = {
+    "consent_present": consent_present,
+    "consent_express": consent_express,
+    "source_recorded": source_recorded,
+    "minor_guardian_consent": minor_guardian_consent,
+    "retention_assigned": retention_assigned,
+    "use_within_consent": use_within_consent,
+    "no_plaintext_pi": no_plaintext_pi,
+}

@@ -1,0 +1,35 @@
+"""Keyed HMAC blind indexes: exact lookup of external id, e-mail and phone without
+storing them. One sub-key per kind, so equal strings of different kinds do not match."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+BLIND_INDEX_BYTES = 16
+
+
+class BlindIndexer:
+    KINDS = ("external_id", "email", "phone")
+
+    def __init__(self, root_key: bytes) -> None:
+        self._keys = {
+            kind: hmac.new(root_key, f"custos-blind-index/{kind}".encode(), hashlib.sha256).digest()
+            for kind in self.KINDS
+        }
+
+    def index(self, kind: str, value: str) -> bytes:
+        normalised = normalise(kind, value)
+        return hmac.new(self._keys[kind], normalised.encode(), hashlib.sha256).digest()[
+            :BLIND_INDEX_BYTES
+        ]
+
+
+def normalise(kind: str, value: str) -> str:
+    """Equal things index equally: e-mail case, phone punctuation, id whitespace."""
+    value = value.strip()
+    if kind == "email":
+        return value.lower()
+    if kind == "phone":
+        return "+" + "".join(ch for ch in value if ch.isdigit())
+    return value

@@ -1,0 +1,63 @@
+"""Envelope encryption: a data key per (customer, category), wrapped by a retention-bucket key.
+
+Bucket ids are ``<category>/<YYYY-MM>`` (the month the category's retention ends), or
+``<category>/unassigned`` for data that no retention rule covers yet — the storage check
+reports those, and they cannot be expired in bulk until a rule is assigned.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from custos.crypto.aead import Aead, associated_data, new_key
+
+DATA_KEY_VERSION = 1
+
+
+def bucket_id(category: str, expires_on: date | None) -> str:
+    return f"{category}/{expires_on:%Y-%m}" if expires_on else f"{category}/unassigned"
+
+
+def data_key_aad(customer_id: str, category: str, bucket: str, key_version: int) -> bytes:
+    return associated_data("data_keys", customer_id, category, bucket, f"k{key_version}")
+
+
+def field_aad(
+    table: str, column: str, customer_id: str, key_version: int, row_id: str | None = None
+) -> bytes:
+    """Binds a value to table, column, customer, row (for many-per-customer tables) and
+    data-key version."""
+    return associated_data(table, column, customer_id, row_id or "-", f"k{key_version}")
+
+
+def new_wrapped_data_key(
+    bucket_aead: Aead, customer_id: str, category: str, bucket: str
+) -> tuple[bytes, bytes]:
+    """A fresh data key and its wrapped form, ready for the data_keys row."""
+    data_key = new_key()
+    wrapped = bucket_aead.encrypt(
+        data_key, data_key_aad(customer_id, category, bucket, DATA_KEY_VERSION)
+    )
+    return data_key, wrapped
+
+
+def unwrap_data_key(
+    bucket_aead: Aead, wrapped: bytes, customer_id: str, category: str, bucket: str,
+    key_version: int,
+) -> bytes:
+    return bucket_aead.decrypt(
+        wrapped,
+        data_key_aad(customer_id, category, bucket, key_version),
+        what=f"data key ({category})",
+    )
+
+
+__all__ = [
+    "DATA_KEY_VERSION",
+    "bucket_id",
+    "data_key_aad",
+    "field_aad",
+    "new_key",
+    "new_wrapped_data_key",
+    "unwrap_data_key",
+]

@@ -1,0 +1,1 @@
+"""Synthetic customers for demos, tests and benchmarks (never real people)."""

@@ -1,0 +1,1 @@
+"""Artifacts people read: CSV that spreadsheets cannot execute, self-contained HTML."""

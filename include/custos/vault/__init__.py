@@ -1,0 +1,1 @@
+"""The vault: the dedicated customer-information store (Art. 12)."""

@@ -1,0 +1,194 @@
+"""Vault schema (SQLAlchemy 2 typed ORM), the same on SQLite and PostgreSQL.
+
+Every column carries ``info={"pi": ...}`` saying what it holds, so the storage check can
+prove no personal information sits in plaintext:
+- ``ciphertext``: AES-256-GCM under the customer's data key for that category
+- ``blind_index``: keyed HMAC for exact lookup; ``wrapped_key``: a data key, wrapped
+- ``pseudonym``: random ids; ``metadata``: processing facts that are not personal
+  information on their own (country, dates, statuses, purposes, sources)
+A column without a classification is a finding (someone added it without review).
+
+Row shape: one row per (customer, category) — destroying a category is deleting its
+``data_keys`` row and its value rows, and lingering copies die with the bucket key.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+PI_CLASSES = ("ciphertext", "blind_index", "wrapped_key", "pseudonym", "metadata")
+
+
+def _col(kind: str, *args, **kwargs):
+    return mapped_column(*args, info={"pi": kind}, **kwargs)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class VaultMeta(Base):
+    """Facts about the vault itself, e.g. which keyring it belongs to."""
+
+    __tablename__ = "vault_meta"
+    key: Mapped[str] = _col("metadata", String(64), primary_key=True)
+    value: Mapped[str] = _col("metadata", String(256))
+
+
+class Department(Base):
+    __tablename__ = "departments"
+    id: Mapped[str] = _col("metadata", String(32), primary_key=True)
+    name_en: Mapped[str] = _col("metadata", String(128))
+    name_zh: Mapped[str] = _col("metadata", String(128))
+
+
+class Staff(Base):
+    __tablename__ = "staff"
+    id: Mapped[str] = _col("pseudonym", String(32), primary_key=True)
+    department_id: Mapped[str] = _col("metadata", ForeignKey("departments.id"), index=True)
+    status: Mapped[str] = _col("metadata", String(16), default="active")
+    created_at: Mapped[datetime] = _col("metadata", DateTime)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+    id: Mapped[str] = _col("pseudonym", String(32), primary_key=True)
+    external_id_bidx: Mapped[bytes] = _col("blind_index", LargeBinary(16), unique=True)
+    country: Mapped[str] = _col("metadata", String(2))
+    is_minor: Mapped[bool] = _col("metadata", Boolean, default=False)
+    status: Mapped[str] = _col("metadata", String(24), default="active", index=True)
+    collected_at: Mapped[datetime] = _col("metadata", DateTime)
+    collected_by: Mapped[str] = _col("metadata", ForeignKey("departments.id"), index=True)
+    source_system: Mapped[str | None] = _col("metadata", String(64))
+    # Where the record came from (batch / file / row): must never hold personal data.
+    source_ref: Mapped[str | None] = _col("metadata", String(200))
+    retention_rule: Mapped[str | None] = _col("metadata", String(32))
+    last_activity_at: Mapped[datetime] = _col("metadata", DateTime)
+
+
+class DataKey(Base):
+    """A customer's data key for one category, wrapped by its retention-bucket key."""
+
+    __tablename__ = "data_keys"
+    customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"), primary_key=True)
+    category: Mapped[str] = _col("metadata", String(16), primary_key=True)
+    key_version: Mapped[int] = _col("metadata", Integer)
+    bucket: Mapped[str] = _col("metadata", String(40), index=True)
+    expires_on: Mapped[date | None] = _col("metadata", Date)
+    wrapped_key: Mapped[bytes] = _col("wrapped_key", LargeBinary)
+    created_at: Mapped[datetime] = _col("metadata", DateTime)
+
+
+class BasicInfo(Base):
+    """Art. 2 basic information: name, gender, contact details, address."""
+
+    __tablename__ = "basic_info"
+    customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"), primary_key=True)
+    name: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    gender: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    email: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    phone: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    address_line: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    city: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    postal_code: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    birth_date: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    email_bidx: Mapped[bytes | None] = _col("blind_index", LargeBinary(16), index=True)
+    phone_bidx: Mapped[bytes | None] = _col("blind_index", LargeBinary(16), index=True)
+
+
+class IdentityInfo(Base):
+    """Art. 2 identity information: passport and national id numbers."""
+
+    __tablename__ = "identity_info"
+    customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"), primary_key=True)
+    passport_number: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    national_id: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+
+
+class Order(Base):
+    """Art. 2 transaction information. ``placed_at`` stays plain: retention (3 years after
+    the transaction) is computed from it; everything else is in ``details``."""
+
+    __tablename__ = "orders"
+    id: Mapped[str] = _col("pseudonym", String(32), primary_key=True)
+    customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"), index=True)
+    placed_at: Mapped[datetime] = _col("metadata", DateTime)
+    details: Mapped[bytes] = _col("ciphertext", LargeBinary)
+
+
+class Event(Base):
+    """Art. 2 behaviour information (browsing, preferences, interactions)."""
+
+    __tablename__ = "events"
+    id: Mapped[str] = _col("pseudonym", String(32), primary_key=True)
+    customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"), index=True)
+    occurred_at: Mapped[datetime] = _col("metadata", DateTime)
+    details: Mapped[bytes] = _col("ciphertext", LargeBinary)
+
+
+class Consent(Base):
+    __tablename__ = "consents"
+    id: Mapped[str] = _col("pseudonym", String(32), primary_key=True)
+    customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"))
+    subject: Mapped[str] = _col("metadata", String(16))  # customer | guardian
+    notice_version: Mapped[str] = _col("metadata", String(32))
+    channel: Mapped[str] = _col("metadata", String(32))
+    # Where the consent was captured (platform and page); must never hold personal data.
+    source: Mapped[str | None] = _col("metadata", String(200))
+    granted_at: Mapped[datetime] = _col("metadata", DateTime)
+    withdrawn_at: Mapped[datetime | None] = _col("metadata", DateTime)
+
+
+class ConsentPurpose(Base):
+    __tablename__ = "consent_purposes"
+    consent_id: Mapped[str] = _col("pseudonym", ForeignKey("consents.id"), primary_key=True)
+    purpose: Mapped[str] = _col("metadata", String(32), primary_key=True)
+
+
+class DataUse(Base):
+    """A recorded use of a customer's data by a department for a purpose (Art. 13)."""
+
+    __tablename__ = "data_uses"
+    id: Mapped[int] = _col("pseudonym", Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"))
+    department_id: Mapped[str] = _col("metadata", ForeignKey("departments.id"))
+    staff_id: Mapped[str | None] = _col("pseudonym", ForeignKey("staff.id"))
+    purpose: Mapped[str] = _col("metadata", String(32))
+    used_at: Mapped[datetime] = _col("metadata", DateTime, index=True)
+
+
+class Finding(Base):
+    """A failed control for one department in one period; KPIs (Art. 19) count these."""
+
+    __tablename__ = "findings"
+    __table_args__ = (UniqueConstraint("period", "control_id", "department_id"),)
+    id: Mapped[int] = _col("pseudonym", Integer, primary_key=True, autoincrement=True)
+    period: Mapped[str] = _col("metadata", String(8))
+    control_id: Mapped[str] = _col("metadata", String(64))
+    article: Mapped[str] = _col("metadata", String(16))
+    department_id: Mapped[str] = _col("metadata", ForeignKey("departments.id"))
+    owner_department: Mapped[str] = _col("metadata", ForeignKey("departments.id"))
+    severity: Mapped[str] = _col("metadata", String(8))
+    affected_count: Mapped[int] = _col("metadata", Integer)
+    status: Mapped[str] = _col("metadata", String(16), default="open")  # open | resolved
+    detected_at: Mapped[datetime] = _col("metadata", DateTime)
+    due_on: Mapped[date] = _col("metadata", Date)
+    resolved_at: Mapped[datetime | None] = _col("metadata", DateTime)
+    dag_run_id: Mapped[str | None] = _col("metadata", String(250))
+
+
+Index("ix_consents_customer_subject", Consent.customer_id, Consent.subject)
+Index("ix_data_uses_customer_purpose", DataUse.customer_id, DataUse.purpose)
