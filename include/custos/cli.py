@@ -24,11 +24,15 @@ def cmd_init(args) -> int:
     from custos.setup_vault import initialise
 
     result = initialise(get_settings(), current_policy())
-    _print(args, result, (
-        f"vault ready ({result['vault']}, schema {result['schema_revision']}); keyring "
-        f"{result['keyring']} ({'created' if result['keyring_created'] else 'existing'}, "
-        f"{result['keyring_id']})"
-    ))
+    _print(
+        args,
+        result,
+        (
+            f"vault ready ({result['vault']}, schema {result['schema_revision']}); keyring "
+            f"{result['keyring']} ({'created' if result['keyring_created'] else 'existing'}, "
+            f"{result['keyring_id']})"
+        ),
+    )
     return 0
 
 
@@ -57,16 +61,27 @@ def cmd_demo_seed(args) -> int:
         with rt.engine.connect() as conn:
             existing = conn.scalar(select(func.count()).select_from(Customer))
         if existing:
-            _print(args, {"skipped": True, "customers": existing},
-                   f"vault already holds {existing} customers; not seeding")
+            _print(
+                args,
+                {"skipped": True, "customers": existing},
+                f"vault already holds {existing} customers; not seeding",
+            )
             return 0
     as_of = datetime.fromisoformat(args.as_of) if args.as_of else None
     progress, advance = _progress(args.customers, "seeding customers")
     started = datetime.now(UTC)
     try:
-        report = seed_vault(rt.engine, rt.settings, rt.policy, customers=args.customers,
-                            seed=args.seed, as_of=as_of, workers=args.workers,
-                            first_index=args.first_index, progress=advance)
+        report = seed_vault(
+            rt.engine,
+            rt.settings,
+            rt.policy,
+            customers=args.customers,
+            seed=args.seed,
+            as_of=as_of,
+            workers=args.workers,
+            first_index=args.first_index,
+            progress=advance,
+        )
     finally:
         if progress:
             progress.stop()
@@ -84,8 +99,10 @@ def cmd_check_monthly(args) -> int:
     run_id = f"cli__{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
     result = run_monthly_check(open_runtime(), period, run_id)
     failing = {c: n for c, n in result["affected_by_control"].items() if n}
-    lines = [f"monthly check {period}: {len(failing)} of {len(result['affected_by_control'])} "
-             f"controls failing; {result['findings_open']} open findings"]
+    lines = [
+        f"monthly check {period}: {len(failing)} of {len(result['affected_by_control'])} "
+        f"controls failing; {result['findings_open']} open findings"
+    ]
     lines += [f"  FAIL {c}: {n} affected" for c, n in sorted(failing.items())]
     _print(args, result, "\n".join(lines))
     return 1 if failing and args.strict else 0
@@ -99,8 +116,8 @@ def cmd_evidence_list(args) -> int:
     data = {"runs": [r.__dict__ if hasattr(r, "__dict__") else r for r in runs]}
     lines = [f"{'period':8} {'dag':32} {'run':40} {'files':>5} sealed"]
     lines += [
-        f"{r.period:8} {r.dag_id:32} {r.run_id:40} {r.file_count:>5} "
-        f"{'yes' if r.sealed else 'NO'}" for r in runs
+        f"{r.period:8} {r.dag_id:32} {r.run_id:40} {r.file_count:>5} {'yes' if r.sealed else 'NO'}"
+        for r in runs
     ]
     _print(args, data, "\n".join(lines) if runs else "no evidence runs")
     return 0
@@ -120,8 +137,10 @@ def cmd_evidence_verify(args) -> int:
         pass  # offline auditor without the keyring: the store's published key is used
     report = verify_store(rt.evidence, args.period, public_keys=pinned)
     data = report.to_dict()
-    lines = [f"checked {report.runs_checked} runs, {report.files_checked} files: "
-             + ("OK" if report.ok else f"{len(report.problems)} PROBLEMS")]
+    lines = [
+        f"checked {report.runs_checked} runs, {report.files_checked} files: "
+        + ("OK" if report.ok else f"{len(report.problems)} PROBLEMS")
+    ]
     lines += [f"  {p.kind.upper():14} {p.path}  {p.detail}" for p in report.problems]
     _print(args, data, "\n".join(lines))
     return 0 if report.ok else 1
@@ -149,15 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--if-empty", action="store_true", help="do nothing if customers exist")
 
     check = sub.add_parser("check", help="run a duty's checks").add_subparsers(
-        dest="check", required=True)
+        dest="check", required=True
+    )
     monthly = command(check, "monthly", cmd_check_monthly, "the monthly departmental check")
     monthly.add_argument("--period", help="YYYY-MM (default: previous month)")
     monthly.add_argument("--strict", action="store_true", help="exit 1 if any control fails")
 
     evidence = sub.add_parser("evidence", help="browse and verify evidence").add_subparsers(
-        dest="evidence", required=True)
-    for name, func, text in (("list", cmd_evidence_list, "list evidence runs"),
-                             ("verify", cmd_evidence_verify, "verify hashes and signatures")):
+        dest="evidence", required=True
+    )
+    for name, func, text in (
+        ("list", cmd_evidence_list, "list evidence runs"),
+        ("verify", cmd_evidence_verify, "verify hashes and signatures"),
+    ):
         p = command(evidence, name, func, text)
         p.add_argument("--period", help="2026-10, 2026-Q3, 2026-H2 or 2026")
     return parser

@@ -40,14 +40,18 @@ def get_settings() -> Settings:
             f"CUSTOS_KEY_PROVIDER={key_provider!r} is not a known key provider; "
             f"use one of {', '.join(KEY_PROVIDERS)}"
         )
-    policy_dir = Path(env["CUSTOS_POLICY_DIR"]).expanduser().resolve() if env.get(
-        "CUSTOS_POLICY_DIR"
-    ) else _PACKAGE_POLICY_DIR
+    policy_dir = (
+        Path(env["CUSTOS_POLICY_DIR"]).expanduser().resolve()
+        if env.get("CUSTOS_POLICY_DIR")
+        else _PACKAGE_POLICY_DIR
+    )
     return Settings(
         home=home,
         vault_url=env.get("CUSTOS_VAULT_URL") or f"sqlite:///{home / 'vault.db'}",
         evidence_url=env.get("CUSTOS_EVIDENCE_URL") or f"file://{home / 'evidence'}",
         key_provider=key_provider,
-        keyring_path=Path(env.get("CUSTOS_KEYRING", str(home / "keyring.json"))).expanduser().resolve(),
+        keyring_path=Path(env.get("CUSTOS_KEYRING", str(home / "keyring.json")))
+        .expanduser()
+        .resolve(),
         policy_dir=policy_dir,
     )

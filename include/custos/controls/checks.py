@@ -54,69 +54,110 @@ def _rows(conn: Connection, sql: str, ctx: CheckContext, **extra) -> list[tuple[
 
 def consent_present(conn: Connection, ctx: CheckContext) -> CheckOutcome:
     outcome = CheckOutcome()
-    outcome.extend(_rows(conn, f"""
+    outcome.extend(
+        _rows(
+            conn,
+            f"""
         SELECT c.collected_by, c.id FROM customers c
         WHERE {_ACTIVE_CUSTOMERS} AND NOT EXISTS (
             SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.subject = 'customer'
-            AND {_ACTIVE_CONSENT})""", ctx), "no customer consent in force")
+            AND {_ACTIVE_CONSENT})""",
+            ctx,
+        ),
+        "no customer consent in force",
+    )
     return outcome
 
 
 def consent_express(conn: Connection, ctx: CheckContext) -> CheckOutcome:
     outcome = CheckOutcome()
-    outcome.extend(_rows(conn, f"""
+    outcome.extend(
+        _rows(
+            conn,
+            f"""
         SELECT c.collected_by, c.id FROM customers c
         WHERE {_ACTIVE_CUSTOMERS} AND EXISTS (
             SELECT 1 FROM consents k WHERE k.customer_id = c.id AND {_ACTIVE_CONSENT}
-            AND k.channel NOT IN :express)""", ctx, express=ctx.express_channels),
-        "consent in force was not given expressly")
+            AND k.channel NOT IN :express)""",
+            ctx,
+            express=ctx.express_channels,
+        ),
+        "consent in force was not given expressly",
+    )
     return outcome
 
 
 def source_recorded(conn: Connection, ctx: CheckContext) -> CheckOutcome:
     outcome = CheckOutcome()
-    outcome.extend(_rows(conn, f"""
+    outcome.extend(
+        _rows(
+            conn,
+            f"""
         SELECT c.collected_by, c.id FROM customers c
         WHERE {_ACTIVE_CUSTOMERS} AND (
             c.source_system IS NULL OR c.source_system = '' OR EXISTS (
                 SELECT 1 FROM consents k WHERE k.customer_id = c.id
-                AND (k.source IS NULL OR k.source = '')))""", ctx),
-        "source of customer data or consent not recorded")
+                AND (k.source IS NULL OR k.source = '')))""",
+            ctx,
+        ),
+        "source of customer data or consent not recorded",
+    )
     return outcome
 
 
 def minor_guardian_consent(conn: Connection, ctx: CheckContext) -> CheckOutcome:
     outcome = CheckOutcome()
-    outcome.extend(_rows(conn, f"""
+    outcome.extend(
+        _rows(
+            conn,
+            f"""
         SELECT c.collected_by, c.id FROM customers c
         WHERE {_ACTIVE_CUSTOMERS} AND c.is_minor = TRUE AND NOT EXISTS (
             SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.subject = 'guardian'
-            AND {_ACTIVE_CONSENT})""", ctx), "minor without guardian consent in force")
+            AND {_ACTIVE_CONSENT})""",
+            ctx,
+        ),
+        "minor without guardian consent in force",
+    )
     return outcome
 
 
 def retention_assigned(conn: Connection, ctx: CheckContext) -> CheckOutcome:
     outcome = CheckOutcome()
-    outcome.extend(_rows(conn, f"""
+    outcome.extend(
+        _rows(
+            conn,
+            f"""
         SELECT c.collected_by, c.id FROM customers c
         WHERE {_ACTIVE_CUSTOMERS} AND (
             c.retention_rule IS NULL OR c.retention_rule NOT IN :rules OR EXISTS (
                 SELECT 1 FROM data_keys d WHERE d.customer_id = c.id
-                AND d.bucket LIKE '%/unassigned'))""", ctx, rules=ctx.retention_rules),
-        "no retention rule assigned")
+                AND d.bucket LIKE '%/unassigned'))""",
+            ctx,
+            rules=ctx.retention_rules,
+        ),
+        "no retention rule assigned",
+    )
     return outcome
 
 
 def use_within_consent(conn: Connection, ctx: CheckContext) -> CheckOutcome:
     outcome = CheckOutcome()
-    outcome.extend(_rows(conn, """
+    outcome.extend(
+        _rows(
+            conn,
+            """
         SELECT u.department_id, u.customer_id FROM data_uses u
         WHERE u.used_at >= :start AND u.used_at < :end AND NOT EXISTS (
-            SELECT 1 FROM consents k JOIN consent_purposes p ON p.consent_id = k.id
+            SELECT 1 FROM consents k
             WHERE k.customer_id = u.customer_id AND k.subject = 'customer'
-            AND p.purpose = u.purpose AND k.granted_at <= u.used_at
-            AND (k.withdrawn_at IS NULL OR k.withdrawn_at > u.used_at))""", ctx),
-        "use for a purpose without consent in force at the time")
+            AND (';' || k.purposes || ';') LIKE ('%;' || u.purpose || ';%')
+            AND k.granted_at <= u.used_at
+            AND (k.withdrawn_at IS NULL OR k.withdrawn_at > u.used_at))""",
+            ctx,
+        ),
+        "use for a purpose without consent in force at the time",
+    )
     return outcome
 
 
@@ -139,7 +180,8 @@ def _bad_ciphertext_sql(dialect: str, column: str) -> str:
 
 def _looks_like_pi_sql(dialect: str, column: str) -> str:
     phone = (
-        f"{column} ~ '\\+[0-9]{{8}}'" if dialect == "postgresql"
+        f"{column} ~ '\\+[0-9]{{8}}'"
+        if dialect == "postgresql"
         else f"{column} GLOB '*+[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]*'"
     )
     return f"({column} LIKE '{EMAIL_LIKE}' OR {phone})"
@@ -159,14 +201,21 @@ def no_plaintext_pi(conn: Connection, ctx: CheckContext) -> CheckOutcome:
         for column in live.get_columns(table_name):
             if column["name"] not in known:
                 outcome.violations.append(
-                    (ctx.owner, f"schema:{table_name}.{column['name']}",
-                     "column not classified in the vault schema (may hold plaintext)")
+                    (
+                        ctx.owner,
+                        f"schema:{table_name}.{column['name']}",
+                        "column not classified in the vault schema (may hold plaintext)",
+                    )
                 )
     for table in declared.values():
         subject = _subject_column(table)
-        for kind, builder in (("ciphertext", _bad_ciphertext_sql), ("metadata", _looks_like_pi_sql)):
+        for kind, builder in (
+            ("ciphertext", _bad_ciphertext_sql),
+            ("metadata", _looks_like_pi_sql),
+        ):
             columns = [
-                c.name for c in table.c
+                c.name
+                for c in table.c
                 if c.info.get("pi") == kind and (kind == "ciphertext" or isinstance(c.type, String))
             ]
             if not columns:

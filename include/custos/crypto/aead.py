@@ -28,7 +28,7 @@ def new_key() -> bytes:
 
 def associated_data(*parts: str | int) -> bytes:
     """Canonical associated data; '|' cannot occur in the parts we bind (ids, names)."""
-    return "custos/1|".encode() + "|".join(str(p) for p in parts).encode()
+    return b"custos/1|" + "|".join(str(p) for p in parts).encode()
 
 
 class Aead:

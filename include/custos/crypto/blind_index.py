@@ -18,6 +18,9 @@ class BlindIndexer:
             for kind in self.KINDS
         }
 
+    def key_for(self, kind: str) -> bytes:
+        return self._keys[kind]
+
     def index(self, kind: str, value: str) -> bytes:
         normalised = normalise(kind, value)
         return hmac.new(self._keys[kind], normalised.encode(), hashlib.sha256).digest()[

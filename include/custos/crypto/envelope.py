@@ -15,7 +15,9 @@ DATA_KEY_VERSION = 1
 
 
 def bucket_id(category: str, expires_on: date | None) -> str:
-    return f"{category}/{expires_on:%Y-%m}" if expires_on else f"{category}/unassigned"
+    if expires_on is None:
+        return f"{category}/unassigned"
+    return f"{category}/{expires_on.year:04d}-{expires_on.month:02d}"
 
 
 def data_key_aad(customer_id: str, category: str, bucket: str, key_version: int) -> bytes:
@@ -27,7 +29,9 @@ def field_aad(
 ) -> bytes:
     """Binds a value to table, column, customer, row (for many-per-customer tables) and
     data-key version."""
-    return associated_data(table, column, customer_id, row_id or "-", f"k{key_version}")
+    # Same bytes as associated_data(table, column, customer_id, row, f"k{v}"), built
+    # directly: this runs for every encrypted value.
+    return f"custos/1|{table}|{column}|{customer_id}|{row_id or '-'}|k{key_version}".encode()
 
 
 def new_wrapped_data_key(
@@ -42,7 +46,11 @@ def new_wrapped_data_key(
 
 
 def unwrap_data_key(
-    bucket_aead: Aead, wrapped: bytes, customer_id: str, category: str, bucket: str,
+    bucket_aead: Aead,
+    wrapped: bytes,
+    customer_id: str,
+    category: str,
+    bucket: str,
     key_version: int,
 ) -> bytes:
     return bucket_aead.decrypt(

@@ -13,9 +13,19 @@ from dataclasses import dataclass
 
 # country → Faker locale. 13 markets across the Americas, Europe and Asia-Pacific.
 LOCALES = {
-    "US": "en_US", "GB": "en_GB", "DE": "de_DE", "FR": "fr_FR", "JP": "ja_JP",
-    "KR": "ko_KR", "BR": "pt_BR", "AU": "en_AU", "CA": "en_CA", "IN": "en_IN",
-    "ES": "es_ES", "IT": "it_IT", "NL": "nl_NL",
+    "US": "en_US",
+    "GB": "en_GB",
+    "DE": "de_DE",
+    "FR": "fr_FR",
+    "JP": "ja_JP",
+    "KR": "ko_KR",
+    "BR": "pt_BR",
+    "AU": "en_AU",
+    "CA": "en_CA",
+    "IN": "en_IN",
+    "ES": "es_ES",
+    "IT": "it_IT",
+    "NL": "nl_NL",
 }
 POOL_SIZE = 300
 

@@ -45,8 +45,16 @@ USE_DEPARTMENT = {
     "fraud_prevention": "finance",
 }
 STAFF_PER_DEPARTMENT = 3
-CURRENCIES = {"US": "USD", "GB": "GBP", "JP": "JPY", "KR": "KRW", "BR": "BRL", "AU": "AUD",
-              "CA": "CAD", "IN": "INR"}
+CURRENCIES = {
+    "US": "USD",
+    "GB": "GBP",
+    "JP": "JPY",
+    "KR": "KRW",
+    "BR": "BRL",
+    "AU": "AUD",
+    "CA": "CAD",
+    "IN": "INR",
+}
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,9 @@ class ChunkGenerator:
                 return name
         return None
 
-    def chunk(self, chunk_index: int, first: int, count: int) -> tuple[list[PlainCustomer], Counter]:
+    def chunk(
+        self, chunk_index: int, first: int, count: int
+    ) -> tuple[list[PlainCustomer], Counter]:
         rng = random.Random(self.seed * 1_000_003 + chunk_index)
         injected: Counter = Counter()
         customers = [self._customer(rng, first + i, injected) for i in range(count)]
@@ -127,8 +137,13 @@ class ChunkGenerator:
         first, last = rng.choice(pool.first_names), rng.choice(pool.last_names)
         email = f"{rng.choice(pool.user_names)}.{index}@{rng.choice(pool.email_domains)}"
         purposes = ["order_fulfilment", "payment"] + [
-            p for p, share in (("customer_service", 0.7), ("fraud_prevention", 0.5),
-                               ("customs_clearance", 0.3), ("marketing", 0.5))
+            p
+            for p, share in (
+                ("customer_service", 0.7),
+                ("fraud_prevention", 0.5),
+                ("customs_clearance", 0.3),
+                ("marketing", 0.5),
+            )
             if rng.random() < share
         ]
         if violation == "USE_BEYOND_CONSENT":
@@ -162,28 +177,45 @@ class ChunkGenerator:
         self._orders_and_events(rng, record, country)
         express = rng.choice(self.rules.express_channels)
         main = PlainConsent(
-            subject="customer", notice_version="2026.1", channel=express,
-            source=f"{platform}/checkout", granted_at=collected_at, withdrawn_at=None,
+            subject="customer",
+            notice_version="2026.1",
+            channel=express,
+            source=f"{platform}/checkout",
+            granted_at=collected_at,
+            withdrawn_at=None,
             purposes=tuple(purposes),
         )
         record.consents.append(main)
         if minor and violation is None:
-            record.consents.append(PlainConsent(
-                subject="guardian", notice_version="2026.1", channel="agreement",
-                source=f"{platform}/guardian-verification", granted_at=collected_at,
-                withdrawn_at=None, purposes=tuple(purposes),
-            ))
+            record.consents.append(
+                PlainConsent(
+                    subject="guardian",
+                    notice_version="2026.1",
+                    channel="agreement",
+                    source=f"{platform}/guardian-verification",
+                    granted_at=collected_at,
+                    withdrawn_at=None,
+                    purposes=tuple(purposes),
+                )
+            )
         if rng.random() < 0.15:  # a later personalisation consent, sometimes withdrawn
             granted = _moment(rng, collected_at, self.as_of - timedelta(hours=2))
             withdrawn = (
                 _moment(rng, granted + timedelta(minutes=1), self.as_of - timedelta(hours=1))
-                if rng.random() < 0.4 else None
+                if rng.random() < 0.4
+                else None
             )
-            record.consents.append(PlainConsent(
-                subject="customer", notice_version="2026.2", channel="popup",
-                source=f"{platform}/app-settings", granted_at=granted, withdrawn_at=withdrawn,
-                purposes=("personalisation",),
-            ))
+            record.consents.append(
+                PlainConsent(
+                    subject="customer",
+                    notice_version="2026.2",
+                    channel="popup",
+                    source=f"{platform}/app-settings",
+                    granted_at=granted,
+                    withdrawn_at=withdrawn,
+                    purposes=("personalisation",),
+                )
+            )
         if violation != "NO_CONSENT":
             self._clean_uses(rng, record)
         self._inject(rng, violation, record, email, injected)
@@ -192,21 +224,31 @@ class ChunkGenerator:
     def _orders_and_events(self, rng: random.Random, record: PlainCustomer, country: str) -> None:
         end = self.as_of - timedelta(minutes=5)
         for _ in range(rng.choice((0, 1, 1, 1, 2))):
-            record.orders.append((_moment(rng, record.collected_at, end), {
-                "order_id": f"O{rng.randrange(10**9)}",
-                "amount": round(rng.uniform(5, 500), 2),
-                "currency": CURRENCIES.get(country, "EUR"),
-                "payment_method": rng.choice(("card", "paypal", "wallet")),
-                "card_last4": f"{rng.randrange(10000):04d}",
-                "ship_country": country,
-                "carrier": rng.choice(("DHL", "UPS", "FedEx", "SF Express")),
-                "tracking_number": f"TRK{rng.randrange(10**10)}",
-            }))
+            record.orders.append(
+                (
+                    _moment(rng, record.collected_at, end),
+                    {
+                        "order_id": f"O{rng.randrange(10**9)}",
+                        "amount": round(rng.uniform(5, 500), 2),
+                        "currency": CURRENCIES.get(country, "EUR"),
+                        "payment_method": rng.choice(("card", "paypal", "wallet")),
+                        "card_last4": f"{rng.randrange(10000):04d}",
+                        "ship_country": country,
+                        "carrier": rng.choice(("DHL", "UPS", "FedEx", "SF Express")),
+                        "tracking_number": f"TRK{rng.randrange(10**10)}",
+                    },
+                )
+            )
         for _ in range(rng.choice((0, 1, 1, 2, 3))):
-            record.events.append((_moment(rng, record.collected_at, end), {
-                "event_type": rng.choice(("view", "add_to_cart", "search", "wishlist")),
-                "item_id": f"SKU{rng.randrange(10**6)}",
-            }))
+            record.events.append(
+                (
+                    _moment(rng, record.collected_at, end),
+                    {
+                        "event_type": rng.choice(("view", "add_to_cart", "search", "wishlist")),
+                        "item_id": f"SKU{rng.randrange(10**6)}",
+                    },
+                )
+            )
 
     def _clean_uses(self, rng: random.Random, record: PlainCustomer) -> None:
         """Uses inside a consent's purposes and lifetime."""
@@ -218,11 +260,14 @@ class ChunkGenerator:
                 continue
             purpose = rng.choice(consent.purposes)
             department = USE_DEPARTMENT[purpose]
-            record.uses.append(PlainUse(
-                department_id=department, purpose=purpose,
-                used_at=_moment(rng, consent.granted_at + timedelta(seconds=1), end),
-                staff_id=rng.choice(staff_ids(department)),
-            ))
+            record.uses.append(
+                PlainUse(
+                    department_id=department,
+                    purpose=purpose,
+                    used_at=_moment(rng, consent.granted_at + timedelta(seconds=1), end),
+                    staff_id=rng.choice(staff_ids(department)),
+                )
+            )
 
     def _inject(self, rng, violation, record: PlainCustomer, email: str, injected: Counter) -> None:
         if violation is None:
@@ -247,12 +292,16 @@ class ChunkGenerator:
             department = USE_DEPARTMENT[purpose]
             # Inside the 28 days before as_of: the month the monthly check reviews.
             window_start = max(record.collected_at, self.as_of - timedelta(days=28))
-            record.uses.append(PlainUse(
-                department_id=department, purpose=purpose,
-                used_at=_moment(rng, window_start + timedelta(seconds=1),
-                                self.as_of - timedelta(minutes=1)),
-                staff_id=rng.choice(staff_ids(department)),
-            ))
+            record.uses.append(
+                PlainUse(
+                    department_id=department,
+                    purpose=purpose,
+                    used_at=_moment(
+                        rng, window_start + timedelta(seconds=1), self.as_of - timedelta(minutes=1)
+                    ),
+                    staff_id=rng.choice(staff_ids(department)),
+                )
+            )
         injected[(violation, department)] += 1
 
 
@@ -266,7 +315,10 @@ def _init_worker(settings, seed, as_of, rules, retention, encrypt) -> None:
 
     _worker["generator"] = ChunkGenerator(seed, as_of, rules)
     _worker["encryptor"] = CustomerEncryptor(
-        open_key_provider(settings), retention, encrypt=encrypt
+        open_key_provider(settings),
+        retention,
+        encrypt=encrypt,
+        dialect="postgresql" if settings.vault_url.startswith("postgresql") else "sqlite",
     )
     _worker["now"] = datetime.now(UTC).replace(tzinfo=None)
 
@@ -357,5 +409,8 @@ def seed_staff(engine, policy) -> None:
         for department in policy.departments:
             for staff_id in staff_ids(department):
                 if staff_id not in existing:
-                    session.add(Staff(id=staff_id, department_id=department, status="active",
-                                      created_at=now))
+                    session.add(
+                        Staff(
+                            id=staff_id, department_id=department, status="active", created_at=now
+                        )
+                    )

@@ -44,9 +44,12 @@ def run_group(engine: Engine, policy, period: str, group: str) -> dict:
     with engine.connect() as conn:
         for control in group_controls(policy, group):
             ctx = CheckContext(
-                period=period, start=start, end=end,
+                period=period,
+                start=start,
+                end=end,
                 express_channels=tuple(sorted(policy.express_channels)),
-                retention_rules=tuple(policy.retention_rules), owner=control.owner,
+                retention_rules=tuple(policy.retention_rules),
+                owner=control.owner,
             )
             outcome = CHECKS[control.check](conn, ctx)
             counts = Counter(dept for dept, _, _ in outcome.violations)
@@ -66,7 +69,11 @@ def run_group(engine: Engine, policy, period: str, group: str) -> dict:
 
 
 def record_findings(
-    engine: Engine, policy, period: str, group_results: list[dict], run_id: str,
+    engine: Engine,
+    policy,
+    period: str,
+    group_results: list[dict],
+    run_id: str,
     now: datetime | None = None,
 ) -> dict:
     """Upsert one finding per failing (control, department); resolve those now passing.
@@ -100,8 +107,9 @@ def record_findings(
             result = controls[control_id]
             row = existing.get((control_id, dept))
             if row is None:
-                row = Finding(period=period, control_id=control_id, department_id=dept,
-                              detected_at=now)
+                row = Finding(
+                    period=period, control_id=control_id, department_id=dept, detected_at=now
+                )
                 session.add(row)
                 opened += 1
             row.article, row.severity = result["article"], result["severity"]
@@ -120,8 +128,8 @@ def findings_document(policy, period: str, run_id: str, group_results: list[dict
     for results in group_results:
         for control_id, result in results["controls"].items():
             controls[control_id] = {
-                key: result[key] for key in ("article", "owner", "severity", "title_en",
-                                             "title_zh", "counts")
+                key: result[key]
+                for key in ("article", "owner", "severity", "title_en", "title_zh", "counts")
             } | {
                 "status": "fail" if result["counts"] else "pass",
                 "affected": sum(result["counts"].values()),
@@ -145,8 +153,14 @@ def findings_document(policy, period: str, run_id: str, group_results: list[dict
 
 def findings_csv(group_results: list[dict]) -> str:
     rows = (
-        (results["period"], control_id, result["article"], v["department"], v["subject"],
-         v["detail"])
+        (
+            results["period"],
+            control_id,
+            result["article"],
+            v["department"],
+            v["subject"],
+            v["detail"],
+        )
         for results in group_results
         for control_id, result in sorted(results["controls"].items())
         for v in result["violations"]
@@ -156,41 +170,52 @@ def findings_csv(group_results: list[dict]) -> str:
 
 def summary_html(policy, document: dict, generated_at: datetime) -> str:
     departments = list(policy.departments.values())
-    header = [bilingual("Control", "控制措施"), "Art."] + [
-        bilingual(d.id.replace("_", " "), d.name_zh) for d in departments
-    ] + [bilingual("Result", "结果")]
+    header = (
+        [bilingual("Control", "控制措施"), "Art."]
+        + [bilingual(d.id.replace("_", " "), d.name_zh) for d in departments]
+        + [bilingual("Result", "结果")]
+    )
     rows = []
     for control_id, control in document["controls"].items():
-        row = [cell(f"{control_id} — {control['title_en']} / {control['title_zh']}"),
-               cell(control["article"])]
+        row = [
+            cell(f"{control_id} — {control['title_en']} / {control['title_zh']}"),
+            cell(control["article"]),
+        ]
         for dept in departments:
             count = control["counts"].get(dept.id, 0)
             row.append(cell(f"✗ {count}", "fail") if count else cell("✓", "pass"))
         ok = control["status"] == "pass"
-        row.append(cell(
-            f'<span class="badge {"pass" if ok else "fail"}">{"PASS" if ok else "FAIL"}</span>',
-            raw=True,
-        ))
+        row.append(
+            cell(
+                f'<span class="badge {"pass" if ok else "fail"}">{"PASS" if ok else "FAIL"}</span>',
+                raw=True,
+            )
+        )
         rows.append(row)
     totals = document["totals"]
     body = (
         f'<p class="meta">{bilingual("Period", "期间")}: {escape(document["period"])} · '
-        f'{bilingual("Run", "运行")}: {escape(document["run_id"])} · '
-        f'{escape(", ".join(document["articles"]))} · Art. 18 monthly check</p>'
+        f"{bilingual('Run', '运行')}: {escape(document['run_id'])} · "
+        f"{escape(', '.join(document['articles']))} · Art. 18 monthly check</p>"
         f"<p>{totals['failing_controls']} of {totals['controls']} controls failing, "
         f"{totals['affected']} affected records. "
         f'<span class="zh">{totals["controls"]} 项控制中 {totals["failing_controls"]} 项未通过，'
-        f'涉及 {totals["affected"]} 条记录。</span></p>'
+        f"涉及 {totals['affected']} 条记录。</span></p>"
         f"<h2>{bilingual('Pass / fail per control and department', '各部门控制措施检查结果')}</h2>"
         + table(header, rows)
         + '<p class="meta">'
-        + bilingual("Affected pseudonymous ids are in findings.csv; machine-readable results "
-                    "in findings.json.", "受影响的假名化标识见 findings.csv。")
+        + bilingual(
+            "Affected pseudonymous ids are in findings.csv; machine-readable results "
+            "in findings.json.",
+            "受影响的假名化标识见 findings.csv。",
+        )
         + "</p>"
     )
     return page(
-        "Monthly departmental check", "月度检查",
-        body, footer=f"Generated {generated_at.isoformat(timespec='seconds')}Z by Custos",
+        "Monthly departmental check",
+        "月度检查",
+        body,
+        footer=f"Generated {generated_at.isoformat(timespec='seconds')}Z by Custos",
     )
 
 
@@ -215,8 +240,11 @@ def merge_counts(group_results: list[dict]) -> dict[str, dict[str, int]]:
 def check_group_step(rt, period: str, run_id: str, group: str) -> dict[str, int]:
     results = run_group(rt.engine, rt.policy, period, group)
     rt.evidence_run(period, DAG_ID, run_id).write_artifact(
-        GROUP_TASKS[group], "results.json", dumps(results),
-        controls=sorted(results["controls"]), articles=[GROUPS[group]],
+        GROUP_TASKS[group],
+        "results.json",
+        dumps(results),
+        controls=sorted(results["controls"]),
+        articles=[GROUPS[group]],
     )
     return group_counts(results)
 
@@ -234,8 +262,9 @@ def record_findings_step(rt, period: str, run_id: str) -> dict:
         ("findings.csv", findings_csv(group_results)),
         ("summary.html", summary_html(rt.policy, document, datetime.now(UTC).replace(tzinfo=None))),
     ):
-        evidence.write_artifact("record_findings", name, content, controls=controls,
-                                articles=articles)
+        evidence.write_artifact(
+            "record_findings", name, content, controls=controls, articles=articles
+        )
     return summary | document["totals"]
 
 
@@ -246,5 +275,9 @@ def run_monthly_check(rt, period: str, run_id: str) -> dict:
         counts.update(check_group_step(rt, period, run_id, group))
     summary = record_findings_step(rt, period, run_id)
     manifest = rt.seal(period, DAG_ID, run_id)
-    return {"period": period, "run_id": run_id, "affected_by_control": counts,
-            "evidence_files": len(manifest["files"])} | summary
+    return {
+        "period": period,
+        "run_id": run_id,
+        "affected_by_control": counts,
+        "evidence_files": len(manifest["files"]),
+    } | summary

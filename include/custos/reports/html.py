@@ -25,7 +25,7 @@ def bilingual(en: str, zh: str) -> str:
 
 def page(title_en: str, title_zh: str, body: str, footer: str = "") -> str:
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{escape(title_en)} · {escape(title_zh)}</title>"
         f"<style>{STYLE}</style></head><body>"
         f"<h1>{bilingual(title_en, title_zh)}</h1>{body}"

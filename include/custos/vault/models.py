@@ -69,9 +69,9 @@ class Customer(Base):
     external_id_bidx: Mapped[bytes] = _col("blind_index", LargeBinary(16), unique=True)
     country: Mapped[str] = _col("metadata", String(2))
     is_minor: Mapped[bool] = _col("metadata", Boolean, default=False)
-    status: Mapped[str] = _col("metadata", String(24), default="active", index=True)
+    status: Mapped[str] = _col("metadata", String(24), default="active")
     collected_at: Mapped[datetime] = _col("metadata", DateTime)
-    collected_by: Mapped[str] = _col("metadata", ForeignKey("departments.id"), index=True)
+    collected_by: Mapped[str] = _col("metadata", ForeignKey("departments.id"))
     source_system: Mapped[str | None] = _col("metadata", String(64))
     # Where the record came from (batch / file / row): must never hold personal data.
     source_ref: Mapped[str | None] = _col("metadata", String(200))
@@ -148,14 +148,10 @@ class Consent(Base):
     channel: Mapped[str] = _col("metadata", String(32))
     # Where the consent was captured (platform and page); must never hold personal data.
     source: Mapped[str | None] = _col("metadata", String(200))
+    # ';'-separated purpose ids from the vocabulary (include/policy/purposes.yaml).
+    purposes: Mapped[str] = _col("metadata", String(400))
     granted_at: Mapped[datetime] = _col("metadata", DateTime)
     withdrawn_at: Mapped[datetime | None] = _col("metadata", DateTime)
-
-
-class ConsentPurpose(Base):
-    __tablename__ = "consent_purposes"
-    consent_id: Mapped[str] = _col("pseudonym", ForeignKey("consents.id"), primary_key=True)
-    purpose: Mapped[str] = _col("metadata", String(32), primary_key=True)
 
 
 class DataUse(Base):
@@ -191,4 +187,4 @@ class Finding(Base):
 
 
 Index("ix_consents_customer_subject", Consent.customer_id, Consent.subject)
-Index("ix_data_uses_customer_purpose", DataUse.customer_id, DataUse.purpose)
+Index("ix_data_uses_customer", DataUse.customer_id)

@@ -7,7 +7,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 BASIC_FIELDS = (
-    "name", "gender", "email", "phone", "address_line", "city", "postal_code", "birth_date",
+    "name",
+    "gender",
+    "email",
+    "phone",
+    "address_line",
+    "city",
+    "postal_code",
+    "birth_date",
 )
 IDENTITY_FIELDS = ("passport_number", "national_id")
 
