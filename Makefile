@@ -35,8 +35,9 @@ install: $(STAMP)
 
 init: install
 	$(BIN)/custos init
-	$(BIN)/custos demo seed --customers $(DEMO_CUSTOMERS) --if-empty > $(CUSTOS_HOME)/demo-seed.json
-	@echo "demo vault: injected violations in $(CUSTOS_HOME)/demo-seed.json"
+	@$(BIN)/custos demo seed --customers $(DEMO_CUSTOMERS) --if-empty \
+		--report $(CUSTOS_HOME)/demo-seed.json > /dev/null
+	@echo "demo vault ready; its injected violations: $(CUSTOS_HOME)/demo-seed.json"
 
 run: init
 	@bash scripts/run-airflow.sh

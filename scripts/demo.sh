@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: run every DAG once (`airflow dags test`), then verify the evidence.
 set -euo pipefail
+mkdir -p "$AIRFLOW_HOME"
 airflow db migrate > "$AIRFLOW_HOME/demo-db-migrate.log" 2>&1
 today=$(date -u +%Y-%m-%d)
 status=0

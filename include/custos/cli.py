@@ -86,7 +86,12 @@ def cmd_demo_seed(args) -> int:
         if progress:
             progress.stop()
     report["seconds"] = round((datetime.now(UTC) - started).total_seconds(), 2)
-    print(json.dumps(report, indent=1))
+    text = json.dumps(report, indent=1)
+    if args.report:
+        from pathlib import Path
+
+        Path(args.report).write_text(text + "\n", encoding="utf-8")
+    print(text)
     return 0
 
 
@@ -166,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--workers", type=int, default=None, help="encryption worker processes")
     seed.add_argument("--first-index", type=int, default=0, help=argparse.SUPPRESS)
     seed.add_argument("--if-empty", action="store_true", help="do nothing if customers exist")
+    seed.add_argument("--report", help="also write the injected-violation report to this file")
 
     check = sub.add_parser("check", help="run a duty's checks").add_subparsers(
         dest="check", required=True

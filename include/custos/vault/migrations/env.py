@@ -1,6 +1,7 @@
 """Alembic environment: the engine comes from custos (config.attributes['engine'])."""
 
 from alembic import context
+
 from custos.vault.models import Base
 
 config = context.config
