@@ -101,7 +101,7 @@ def cmd_check_monthly(args) -> int:
     from custos.runtime import open_runtime
 
     period = args.period or previous_month(datetime.now(UTC))
-    run_id = f"cli__{datetime.now(UTC):%Y-%m-%dT%H:%M:%S}"
+    run_id = f"cli__{datetime.now(UTC).isoformat(timespec='microseconds')}"
     result = run_monthly_check(open_runtime(), period, run_id)
     failing = {c: n for c, n in result["affected_by_control"].items() if n}
     lines = [

@@ -53,7 +53,10 @@ class PurposesFile(_Strict):
 
 
 def _country(code: str) -> str:
-    if pycountry.countries.get(alpha_2=code) is None:
+    # pycountry matches any case; policy files must say exactly what lookups will use.
+    if not (len(code) == 2 and code.isascii() and code.isupper()) or (
+        pycountry.countries.get(alpha_2=code) is None
+    ):
         raise ValueError(f"{code!r} is not an ISO 3166-1 alpha-2 country code")
     return code
 
@@ -177,11 +180,32 @@ def _key_path(loc: tuple) -> str:
     return path or "(top level)"
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that refuses a key given twice (plain YAML keeps the last one silently)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
 def _load_file(path: Path, model: type[BaseModel]) -> BaseModel:
     if not path.is_file():
         raise PolicyError(f"{path}: policy file is missing")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(raw, dict):

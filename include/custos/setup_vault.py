@@ -13,7 +13,11 @@ def initialise(settings, policy) -> dict:
         from sqlalchemy import inspect
 
         engine = make_engine(settings.vault_url)
-        if "vault_meta" in inspect(engine).get_table_names():
+        try:
+            vault_exists = "vault_meta" in inspect(engine).get_table_names()
+        finally:
+            engine.dispose()
+        if vault_exists:
             from custos.errors import KeyringError
 
             # A vault exists but its keyring is gone: a new keyring would not open it.
@@ -25,12 +29,16 @@ def initialise(settings, policy) -> dict:
         created_keyring = True
     provider = open_key_provider(settings)
     engine = make_engine(settings.vault_url)
-    migrate(engine)
-    bind_keyring(engine, provider.keyring_id)
-    sync_departments(engine, policy)
+    try:
+        migrate(engine)
+        bind_keyring(engine, provider.keyring_id)
+        sync_departments(engine, policy)
+        revision = schema_revision(engine)
+    finally:
+        engine.dispose()
     return {
         "vault": settings.vault_url.split("://")[0],
-        "schema_revision": schema_revision(engine),
+        "schema_revision": revision,
         "keyring": str(settings.keyring_path) if settings.key_provider == "local" else "aws-kms",
         "keyring_created": created_keyring,
         "keyring_id": provider.keyring_id,

@@ -350,8 +350,15 @@ def seed_vault(
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Seed ``customers`` synthetic customers; return the injected-violation report."""
+    from sqlalchemy.exc import IntegrityError
+
+    from custos.crypto.keyring import open_key_provider
+    from custos.errors import CustosError
+    from custos.vault.db import check_keyring
     from custos.vault.writer import RetentionTable, write_rows
 
+    # Refuse before writing anything if this is not the vault's keyring.
+    check_keyring(engine, open_key_provider(settings).keyring_id)
     as_of = as_of or default_as_of()
     rules = SeedRules.from_policy(policy)
     retention = RetentionTable.from_policy(policy)
@@ -365,7 +372,14 @@ def seed_vault(
         workers = max(1, (multiprocessing.cpu_count() or 2) - 1)
     injected: Counter = Counter()
     for count, rows, chunk_injected in _run_chunks(tasks, workers, init_args):
-        write_rows(engine, rows)
+        try:
+            write_rows(engine, rows)
+        except IntegrityError:
+            raise CustosError(
+                f"seed {seed} from index {first_index} was already seeded into this vault "
+                "(customer external ids are unique); use another --seed or --first-index. "
+                "Chunks written before this one are kept; this chunk was rolled back."
+            ) from None
         injected.update(chunk_injected)
         if progress:
             progress(count)

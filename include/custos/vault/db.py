@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,6 +14,15 @@ from custos.errors import ConfigError, KeyringError
 from custos.vault.models import Department, VaultMeta
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+@functools.lru_cache(maxsize=32)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
+def _regexp(pattern: str, value) -> bool:
+    return value is not None and _compiled(pattern).search(str(value)) is not None
 
 
 def make_engine(url: str) -> Engine:
@@ -34,6 +45,8 @@ def make_engine(url: str) -> Engine:
             # Checkpoint every ~64 MB of WAL rather than 4 MB: bulk loads commit ~3 MB batches.
             cursor.execute("PRAGMA wal_autocheckpoint=16384")
             cursor.close()
+            # SQLite has the REGEXP operator but no implementation; the storage check uses it.
+            dbapi_connection.create_function("regexp", 2, _regexp, deterministic=True)
 
         return engine
     if url.startswith("postgresql"):
