@@ -11,6 +11,7 @@ import pytest
 
 from custos.cli import main
 from custos.duties.monthly_check import DAG_ID
+from custos.vault.db import head_revision
 
 
 def _json(capsys) -> dict:
@@ -22,7 +23,7 @@ def test_init_twice_keeps_the_keyring(custos_home: Path, capsys):
     first = _json(capsys)
     keyring = custos_home / "keyring.json"
     assert first["keyring_created"] is True and first["keyring"] == str(keyring)
-    assert first["vault"] == "sqlite" and first["schema_revision"] == "0001"
+    assert first["vault"] == "sqlite" and first["schema_revision"] == head_revision()
     content = keyring.read_bytes()
     assert main(["init", "--json"]) == 0
     second = _json(capsys)

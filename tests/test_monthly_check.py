@@ -217,6 +217,26 @@ def test_evidence_verifies_and_an_edited_byte_is_caught(seeded_vault):
     ]
 
 
+def test_a_deleted_run_is_named_by_verify(seeded_vault, capsys):
+    """A manifest cannot reveal that its whole run folder was removed; the vault's
+    registry of sealed runs does."""
+    import shutil
+
+    from custos.cli import main
+
+    rt, _ = seeded_vault
+    run_monthly_check(rt, PERIOD, "test__keep")
+    run_monthly_check(rt, PERIOD, "test__gone")
+    assert main(["evidence", "verify", "--period", PERIOD]) == 0
+    shutil.rmtree(_run_dir(rt, "test__gone"))
+    assert verify_store(rt.evidence, PERIOD, public_keys=_pinned(rt)).ok  # store alone: blind
+    capsys.readouterr()
+    assert main(["evidence", "verify", "--period", PERIOD]) == 1
+    out = capsys.readouterr().out
+    assert "MISSING" in out and "test__gone/manifest.json" in out
+    assert "test__keep" not in out
+
+
 def test_unclassified_column_is_reported(seeded_vault):
     rt, report = seeded_vault
     with rt.engine.begin() as conn:

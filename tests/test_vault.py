@@ -18,7 +18,7 @@ from custos.policy import current_policy
 from custos.runtime import open_runtime
 from custos.settings import get_settings
 from custos.setup_vault import initialise
-from custos.vault.db import migrate, schema_revision
+from custos.vault.db import head_revision, migrate, schema_revision
 from custos.vault.models import PI_CLASSES, Base
 
 AS_OF = datetime(2026, 11, 1)
@@ -36,16 +36,16 @@ def _row_counts(engine) -> dict[str, int]:
 def test_migrate_is_idempotent(initialised_vault):
     rt = initialised_vault
     engine = rt.engine
-    assert schema_revision(engine) == "0001"
+    assert schema_revision(engine) == head_revision()
     before = sorted(inspect(engine).get_table_names())
     migrate(engine)
     migrate(engine)
-    assert schema_revision(engine) == "0001"
+    assert schema_revision(engine) == head_revision()
     assert sorted(inspect(engine).get_table_names()) == before
     again = initialise(get_settings(), current_policy())
     assert again["keyring_created"] is False
     assert again["keyring_id"] == rt.keys.keyring_id
-    assert again["schema_revision"] == "0001"
+    assert again["schema_revision"] == head_revision()
     assert _count(engine, "departments") == len(rt.policy.departments)
 
 

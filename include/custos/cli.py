@@ -129,6 +129,8 @@ def cmd_evidence_list(args) -> int:
 
 
 def cmd_evidence_verify(args) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from custos.crypto.keyring import open_key_provider
     from custos.evidence import verify_store
     from custos.runtime import open_runtime
@@ -141,10 +143,18 @@ def cmd_evidence_verify(args) -> int:
     except CustosError:
         pass  # offline auditor without the keyring: the store's published key is used
     report = verify_store(rt.evidence, args.period, public_keys=pinned)
-    data = report.to_dict()
+    registry = "sealed runs cross-checked with the vault's registry"
+    try:
+        from custos.vault.evidence_index import check_store_against_vault
+
+        check_store_against_vault(rt.engine, rt.evidence, report, args.period)
+    except SQLAlchemyError:
+        registry = "no vault here: a whole deleted run cannot be detected"
+    data = report.to_dict() | {"sealed_run_registry": registry}
     lines = [
         f"checked {report.runs_checked} runs, {report.files_checked} files: "
         + ("OK" if report.ok else f"{len(report.problems)} PROBLEMS")
+        + f" ({registry})"
     ]
     lines += [f"  {p.kind.upper():14} {p.path}  {p.detail}" for p in report.problems]
     _print(args, data, "\n".join(lines))

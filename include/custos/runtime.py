@@ -49,11 +49,15 @@ class Runtime:
     def seal(self, period: str, dag_id: str, run_id: str, extra: dict | None = None) -> dict:
         """Seal a run's evidence with the keyring's evidence-signing key."""
         from custos.crypto.keyring import open_key_provider
+        from custos.vault.evidence_index import record_sealed_run
 
         key_id, signing_key = open_key_provider(self.settings).evidence_signing_key()
-        return self.evidence_run(period, dag_id, run_id).seal(
+        run = self.evidence_run(period, dag_id, run_id)
+        manifest = run.seal(
             signing_key=signing_key, key_id=key_id, code_version=code_version(), extra=extra
         )
+        record_sealed_run(self.engine, self.evidence, run, manifest)
+        return manifest
 
 
 def open_runtime() -> Runtime:

@@ -177,10 +177,11 @@ def summary_html(policy, document: dict, generated_at: datetime) -> str:
     )
     rows = []
     for control_id, control in document["controls"].items():
-        row = [
-            cell(f"{control_id} — {control['title_en']} / {control['title_zh']}"),
-            cell(control["article"]),
-        ]
+        title = (
+            f"<strong>{escape(control_id)}</strong><br>{escape(control['title_en'])}"
+            f'<br><span class="zh">{escape(control["title_zh"])}</span>'
+        )
+        row = [cell(title, "control", raw=True), cell(control["article"])]
         for dept in departments:
             count = control["counts"].get(dept.id, 0)
             row.append(cell(f"✗ {count}", "fail") if count else cell("✓", "pass"))
@@ -192,6 +193,14 @@ def summary_html(policy, document: dict, generated_at: datetime) -> str:
             )
         )
         rows.append(row)
+    per_department = [
+        sum(c["counts"].get(d.id, 0) for c in document["controls"].values()) for d in departments
+    ]
+    rows.append(
+        [cell("Affected records per department · 各部门受影响记录", "control"), cell("")]
+        + [cell(str(n), "fail" if n else "pass") for n in per_department]
+        + [cell(str(sum(per_department)))]
+    )
     totals = document["totals"]
     body = (
         f'<p class="meta">{bilingual("Period", "期间")}: {escape(document["period"])} · '

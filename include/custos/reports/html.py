@@ -13,7 +13,8 @@ table{border-collapse:collapse;margin-top:.8rem;font-size:.9rem}
 th,td{border:1px solid #d0d7de;padding:.35rem .6rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}.pass{background:#dafbe1;color:#116329;text-align:center}
 .fail{background:#ffebe9;color:#a40e26;font-weight:600;text-align:center}
-.na{color:#8c959f;text-align:center}.badge{display:inline-block;padding:.1rem .5rem;
+.na{color:#8c959f;text-align:center}td.control{min-width:22rem}
+.badge{display:inline-block;padding:.1rem .5rem;
 border-radius:1rem;font-weight:600}.badge.pass{border:1px solid #116329}
 .badge.fail{border:1px solid #a40e26}footer{margin-top:2rem;color:#57606a;font-size:.8rem}
 """

@@ -54,7 +54,7 @@ def make_engine(url: str) -> Engine:
     raise ConfigError(f"CUSTOS_VAULT_URL={url.split('://')[0]}://…: only sqlite and postgresql")
 
 
-def _alembic_config(engine: Engine):
+def _alembic_config(engine: Engine | None):
     from alembic.config import Config
 
     config = Config()
@@ -68,6 +68,13 @@ def migrate(engine: Engine) -> None:
     from alembic import command
 
     command.upgrade(_alembic_config(engine), "head")
+
+
+def head_revision() -> str:
+    """The newest migration this code ships."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
 
 
 def schema_revision(engine: Engine) -> str | None:

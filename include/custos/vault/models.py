@@ -188,3 +188,17 @@ class Finding(Base):
 
 Index("ix_consents_customer_subject", Consent.customer_id, Consent.subject)
 Index("ix_data_uses_customer", DataUse.customer_id)
+
+
+class EvidenceRunRecord(Base):
+    """Every evidence run sealed, recorded in the vault: a run folder deleted from the
+    evidence store (which its own manifest cannot reveal) shows up as missing."""
+
+    __tablename__ = "evidence_runs"
+    prefix: Mapped[str] = _col("metadata", String(400), primary_key=True)
+    period: Mapped[str] = _col("metadata", String(8), index=True)
+    dag_id: Mapped[str] = _col("metadata", String(250))
+    run_id: Mapped[str] = _col("metadata", String(250))
+    manifest_sha256: Mapped[str] = _col("metadata", String(64))
+    file_count: Mapped[int] = _col("metadata", Integer)
+    sealed_at: Mapped[datetime] = _col("metadata", DateTime)
