@@ -127,9 +127,60 @@ class Control(_Strict):
     frequency: Literal["hourly", "daily", "weekly", "monthly", "quarterly", "semiannual", "annual"]
     severity: Severity
     check: str
-    attributed_to: Literal["collecting_department", "using_department", "owner"]
+    # The task that runs it: the monthly check's collection/storage/use/access groups,
+    # or the hourly access watch.
+    group: Literal["collection", "storage", "use", "access", "watch"]
+    attributed_to: Literal["collecting_department", "using_department", "owner", "staff_department"]
     title_en: str
     title_zh: str
+
+
+class SourcedInt(_Strict):
+    value: int = Field(gt=0)
+    source: str
+
+
+class RefusedBurst(_Strict):
+    count: int = Field(gt=0)
+    minutes: int = Field(gt=0, le=1440)
+    source: str
+
+
+class HoursRange(_Strict):
+    start: int = Field(ge=0, le=23)
+    end: int = Field(ge=1, le=24)
+    source: str
+
+
+class WorkingHours(_Strict):
+    default: HoursRange
+    timezones: dict[str, str] = {}
+
+    @field_validator("timezones")
+    @classmethod
+    def _valid_zones(cls, value: dict[str, str]) -> dict[str, str]:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        for country, zone in value.items():
+            _country(country)
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"{zone!r} (for {country}) is not an IANA time zone") from None
+        return value
+
+
+class AccessWatch(_Strict):
+    bulk_read_customers_per_hour: SourcedInt
+    refused_burst: RefusedBurst
+    working_hours: WorkingHours
+
+
+class AccessFile(_Strict):
+    source: str
+    # department → purpose → categories it may read for that purpose
+    matrix: dict[str, dict[str, list[Category]]]
+    watch: AccessWatch
 
 
 class ControlsFile(_Strict):
@@ -147,6 +198,12 @@ class Policy(_Strict):
     retention_rules: dict[str, RetentionRule]
     due_days: dict[str, DueDays]
     controls: dict[str, Control]
+    access_matrix: dict[str, dict[str, frozenset[str]]]
+    access_watch: AccessWatch
+
+    def allowed_categories(self, department: str, purpose: str) -> frozenset[str]:
+        """What the matrix lets ``department`` read for ``purpose`` (empty: nothing)."""
+        return self.access_matrix.get(department, {}).get(purpose, frozenset())
 
     def minor_age_for(self, country: str) -> int:
         for override in self.minor_age.overrides:
@@ -170,6 +227,7 @@ _FILES: dict[str, type[BaseModel]] = {
     "retention.yaml": RetentionFile,
     "findings.yaml": FindingsFile,
     "controls.yaml": ControlsFile,
+    "access.yaml": AccessFile,
 }
 
 
@@ -237,6 +295,7 @@ def load_policy(directory: Path) -> Policy:
     retention: RetentionFile = files["retention.yaml"]  # type: ignore[assignment]
     findings: FindingsFile = files["findings.yaml"]  # type: ignore[assignment]
     controls: ControlsFile = files["controls.yaml"]  # type: ignore[assignment]
+    access: AccessFile = files["access.yaml"]  # type: ignore[assignment]
 
     _unique(directory / "departments.yaml", "departments", [d.id for d in departments.departments])
     _unique(directory / "purposes.yaml", "purposes", [p.id for p in purposes.purposes])
@@ -249,14 +308,24 @@ def load_policy(directory: Path) -> Policy:
                 f"{directory / 'controls.yaml'}: controls[{i}].owner: {control.owner!r} is not a "
                 f"department in departments.yaml"
             )
-    from custos.controls.checks import CHECKS
+    from custos.controls.registry import all_checks
 
+    known_checks = all_checks()
     for i, control in enumerate(controls.controls):
-        if control.check not in CHECKS:
+        if control.check not in known_checks:
             raise PolicyError(
                 f"{directory / 'controls.yaml'}: controls[{i}].check: {control.check!r} is not a "
-                f"known check (known: {', '.join(sorted(CHECKS))})"
+                f"known check (known: {', '.join(sorted(known_checks))})"
             )
+    access_path = directory / "access.yaml"
+    for department, purposes_map in access.matrix.items():
+        if department not in department_ids:
+            raise PolicyError(f"{access_path}: matrix.{department}: not a department")
+        for purpose in purposes_map:
+            if purpose not in {p.id for p in purposes.purposes}:
+                raise PolicyError(
+                    f"{access_path}: matrix.{department}.{purpose}: not a purpose in purposes.yaml"
+                )
     missing = [s for s in ("high", "medium", "low") if s not in findings.due_days]
     if missing:
         raise PolicyError(f"{directory / 'findings.yaml'}: due_days: missing severities {missing}")
@@ -269,6 +338,11 @@ def load_policy(directory: Path) -> Policy:
         retention_rules={r.id: r for r in retention.rules},
         due_days=dict(findings.due_days),
         controls={c.id: c for c in controls.controls},
+        access_matrix={
+            dept: {purpose: frozenset(cats) for purpose, cats in purposes_map.items()}
+            for dept, purposes_map in access.matrix.items()
+        },
+        access_watch=access.watch,
     )
 
 

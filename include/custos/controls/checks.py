@@ -26,6 +26,7 @@ class CheckContext:
     express_channels: tuple[str, ...]
     retention_rules: tuple[str, ...]
     owner: str  # the control's owner department, for checks attributed to the owner
+    policy: object = None  # the whole Policy, for checks that need thresholds or the matrix
 
 
 @dataclass
@@ -42,123 +43,81 @@ _ACTIVE_CUSTOMERS = "c.status = 'active' AND c.collected_at < :end"
 _ACTIVE_CONSENT = "k.granted_at < :end AND (k.withdrawn_at IS NULL OR k.withdrawn_at >= :end)"
 
 
-def _rows(conn: Connection, sql: str, ctx: CheckContext, **extra) -> list[tuple[str, str]]:
-    statement = text(sql)
-    params = {"start": ctx.start, "end": ctx.end, **extra}
-    for name, value in extra.items():
-        if isinstance(value, tuple):
+@dataclass(frozen=True)
+class SqlCheck:
+    """A check that is one SQL statement selecting (department, subject id) of each
+    violation. ``expanding`` names parameters that are lists (``IN :name``)."""
+
+    sql: str
+    detail: str
+    expanding: tuple[str, ...] = ()
+
+    def __call__(self, conn: Connection, ctx: CheckContext) -> CheckOutcome:
+        statement = text(self.sql)
+        params: dict = {"start": ctx.start, "end": ctx.end}
+        for name in self.expanding:
             statement = statement.bindparams(bindparam(name, expanding=True))
-            params[name] = list(value)
-    return [tuple(row) for row in conn.execute(statement, params)]
+            params[name] = list(getattr(ctx, name))
+        outcome = CheckOutcome()
+        outcome.extend(conn.execute(statement, params), self.detail)
+        return outcome
 
 
-def consent_present(conn: Connection, ctx: CheckContext) -> CheckOutcome:
-    outcome = CheckOutcome()
-    outcome.extend(
-        _rows(
-            conn,
-            f"""
-        SELECT c.collected_by, c.id FROM customers c
-        WHERE {_ACTIVE_CUSTOMERS} AND NOT EXISTS (
-            SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.subject = 'customer'
-            AND {_ACTIVE_CONSENT})""",
-            ctx,
-        ),
-        "no customer consent in force",
-    )
-    return outcome
+consent_present = SqlCheck(
+    f"""SELECT c.collected_by, c.id FROM customers c
+    WHERE {_ACTIVE_CUSTOMERS} AND NOT EXISTS (
+        SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.subject = 'customer'
+        AND {_ACTIVE_CONSENT})""",
+    "no customer consent in force",
+)
 
+consent_express = SqlCheck(
+    f"""SELECT c.collected_by, c.id FROM customers c
+    WHERE {_ACTIVE_CUSTOMERS} AND EXISTS (
+        SELECT 1 FROM consents k WHERE k.customer_id = c.id AND {_ACTIVE_CONSENT}
+        AND k.channel NOT IN :express_channels)""",
+    "consent in force was not given expressly",
+    expanding=("express_channels",),
+)
 
-def consent_express(conn: Connection, ctx: CheckContext) -> CheckOutcome:
-    outcome = CheckOutcome()
-    outcome.extend(
-        _rows(
-            conn,
-            f"""
-        SELECT c.collected_by, c.id FROM customers c
-        WHERE {_ACTIVE_CUSTOMERS} AND EXISTS (
-            SELECT 1 FROM consents k WHERE k.customer_id = c.id AND {_ACTIVE_CONSENT}
-            AND k.channel NOT IN :express)""",
-            ctx,
-            express=ctx.express_channels,
-        ),
-        "consent in force was not given expressly",
-    )
-    return outcome
+source_recorded = SqlCheck(
+    f"""SELECT c.collected_by, c.id FROM customers c
+    WHERE {_ACTIVE_CUSTOMERS} AND (
+        c.source_system IS NULL OR c.source_system = '' OR EXISTS (
+            SELECT 1 FROM consents k WHERE k.customer_id = c.id
+            AND (k.source IS NULL OR k.source = '')))""",
+    "source of customer data or consent not recorded",
+)
 
+minor_guardian_consent = SqlCheck(
+    f"""SELECT c.collected_by, c.id FROM customers c
+    WHERE {_ACTIVE_CUSTOMERS} AND c.is_minor = TRUE AND NOT EXISTS (
+        SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.subject = 'guardian'
+        AND {_ACTIVE_CONSENT})""",
+    "minor without guardian consent in force",
+)
 
-def source_recorded(conn: Connection, ctx: CheckContext) -> CheckOutcome:
-    outcome = CheckOutcome()
-    outcome.extend(
-        _rows(
-            conn,
-            f"""
-        SELECT c.collected_by, c.id FROM customers c
-        WHERE {_ACTIVE_CUSTOMERS} AND (
-            c.source_system IS NULL OR c.source_system = '' OR EXISTS (
-                SELECT 1 FROM consents k WHERE k.customer_id = c.id
-                AND (k.source IS NULL OR k.source = '')))""",
-            ctx,
-        ),
-        "source of customer data or consent not recorded",
-    )
-    return outcome
+retention_assigned = SqlCheck(
+    f"""SELECT c.collected_by, c.id FROM customers c
+    WHERE {_ACTIVE_CUSTOMERS} AND (
+        c.retention_rule IS NULL OR c.retention_rule NOT IN :retention_rules OR EXISTS (
+            SELECT 1 FROM data_keys d WHERE d.customer_id = c.id
+            AND d.bucket LIKE '%/unassigned'))""",
+    "no retention rule assigned",
+    expanding=("retention_rules",),
+)
 
-
-def minor_guardian_consent(conn: Connection, ctx: CheckContext) -> CheckOutcome:
-    outcome = CheckOutcome()
-    outcome.extend(
-        _rows(
-            conn,
-            f"""
-        SELECT c.collected_by, c.id FROM customers c
-        WHERE {_ACTIVE_CUSTOMERS} AND c.is_minor = TRUE AND NOT EXISTS (
-            SELECT 1 FROM consents k WHERE k.customer_id = c.id AND k.subject = 'guardian'
-            AND {_ACTIVE_CONSENT})""",
-            ctx,
-        ),
-        "minor without guardian consent in force",
-    )
-    return outcome
-
-
-def retention_assigned(conn: Connection, ctx: CheckContext) -> CheckOutcome:
-    outcome = CheckOutcome()
-    outcome.extend(
-        _rows(
-            conn,
-            f"""
-        SELECT c.collected_by, c.id FROM customers c
-        WHERE {_ACTIVE_CUSTOMERS} AND (
-            c.retention_rule IS NULL OR c.retention_rule NOT IN :rules OR EXISTS (
-                SELECT 1 FROM data_keys d WHERE d.customer_id = c.id
-                AND d.bucket LIKE '%/unassigned'))""",
-            ctx,
-            rules=ctx.retention_rules,
-        ),
-        "no retention rule assigned",
-    )
-    return outcome
-
-
-def use_within_consent(conn: Connection, ctx: CheckContext) -> CheckOutcome:
-    outcome = CheckOutcome()
-    outcome.extend(
-        _rows(
-            conn,
-            """
-        SELECT u.department_id, u.customer_id FROM data_uses u
-        WHERE u.used_at >= :start AND u.used_at < :end AND NOT EXISTS (
-            SELECT 1 FROM consents k
-            WHERE k.customer_id = u.customer_id AND k.subject = 'customer'
-            AND (';' || k.purposes || ';') LIKE ('%;' || u.purpose || ';%')
-            AND k.granted_at <= u.used_at
-            AND (k.withdrawn_at IS NULL OR k.withdrawn_at > u.used_at))""",
-            ctx,
-        ),
-        "use for a purpose without consent in force at the time",
-    )
-    return outcome
+# Uses are judged against the consents in force at the moment of use, not at period end.
+use_within_consent = SqlCheck(
+    """SELECT u.department_id, u.customer_id FROM data_uses u
+    WHERE u.used_at >= :start AND u.used_at < :end AND NOT EXISTS (
+        SELECT 1 FROM consents k
+        WHERE k.customer_id = u.customer_id AND k.subject = 'customer'
+        AND (';' || k.purposes || ';') LIKE ('%;' || u.purpose || ';%')
+        AND k.granted_at <= u.used_at
+        AND (k.withdrawn_at IS NULL OR k.withdrawn_at > u.used_at))""",
+    "use for a purpose without consent in force at the time",
+)
 
 
 # -- storage: no plaintext personal information -------------------------------------------

@@ -12,6 +12,8 @@ from datetime import date
 from custos.crypto.aead import Aead, associated_data, new_key
 
 DATA_KEY_VERSION = 1
+# Version of the bucket key a data key is wrapped under; key rotation moves rows forward.
+FIRST_WRAP_VERSION = 1
 
 
 def bucket_id(category: str, expires_on: date | None) -> str:
@@ -20,8 +22,9 @@ def bucket_id(category: str, expires_on: date | None) -> str:
     return f"{category}/{expires_on.year:04d}-{expires_on.month:02d}"
 
 
-def data_key_aad(customer_id: str, category: str, bucket: str, key_version: int) -> bytes:
-    return associated_data("data_keys", customer_id, category, bucket, f"k{key_version}")
+def data_key_aad(customer_id: str, category: str, bucket: str, wrap_version: int) -> bytes:
+    """Binds a wrapped data key to its customer, category, bucket and bucket-key version."""
+    return associated_data("data_keys", customer_id, category, bucket, f"k{wrap_version}")
 
 
 def field_aad(
@@ -40,7 +43,7 @@ def new_wrapped_data_key(
     """A fresh data key and its wrapped form, ready for the data_keys row."""
     data_key = new_key()
     wrapped = bucket_aead.encrypt(
-        data_key, data_key_aad(customer_id, category, bucket, DATA_KEY_VERSION)
+        data_key, data_key_aad(customer_id, category, bucket, FIRST_WRAP_VERSION)
     )
     return data_key, wrapped
 
@@ -51,11 +54,11 @@ def unwrap_data_key(
     customer_id: str,
     category: str,
     bucket: str,
-    key_version: int,
+    wrap_version: int,
 ) -> bytes:
     return bucket_aead.decrypt(
         wrapped,
-        data_key_aad(customer_id, category, bucket, key_version),
+        data_key_aad(customer_id, category, bucket, wrap_version),
         what=f"data key ({category})",
     )
 

@@ -12,12 +12,12 @@ Artifacts hold pseudonymous ids and counts only.
 from __future__ import annotations
 
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
 
-from custos.controls.checks import CHECKS, CheckContext
+from custos.controls.evaluate import evaluate_controls
 from custos.duties.periods import month_bounds
 from custos.reports.csvsafe import to_csv
 from custos.reports.html import bilingual, cell, escape, page, table
@@ -31,41 +31,14 @@ GROUP_TASKS = {group: f"check_{group}" for group in GROUPS}
 
 
 def group_controls(policy, group: str) -> list:
-    article = GROUPS[group]
-    return [
-        c for c in policy.controls.values() if c.article == article and c.frequency == "monthly"
-    ]
+    return [c for c in policy.controls.values() if c.group == group and c.frequency == "monthly"]
 
 
 def run_group(engine: Engine, policy, period: str, group: str) -> dict:
     """Run every monthly control of one group; return the JSON-ready results."""
     start, end = month_bounds(period)
-    results: dict = {"period": period, "group": group, "article": GROUPS[group], "controls": {}}
-    with engine.connect() as conn:
-        for control in group_controls(policy, group):
-            ctx = CheckContext(
-                period=period,
-                start=start,
-                end=end,
-                express_channels=tuple(sorted(policy.express_channels)),
-                retention_rules=tuple(policy.retention_rules),
-                owner=control.owner,
-            )
-            outcome = CHECKS[control.check](conn, ctx)
-            counts = Counter(dept for dept, _, _ in outcome.violations)
-            results["controls"][control.id] = {
-                "article": control.article,
-                "owner": control.owner,
-                "severity": control.severity,
-                "title_en": control.title_en,
-                "title_zh": control.title_zh,
-                "counts": dict(sorted(counts.items())),
-                "violations": [
-                    {"department": d, "subject": s, "detail": detail}
-                    for d, s, detail in sorted(outcome.violations)
-                ],
-            }
-    return results
+    controls = evaluate_controls(engine, policy, group_controls(policy, group), period, start, end)
+    return {"period": period, "group": group, "article": GROUPS[group], "controls": controls}
 
 
 def record_findings(
@@ -122,7 +95,9 @@ def record_findings(
     return {"findings_open": len(failing), "findings_new": opened, "findings_resolved": resolved}
 
 
-def findings_document(policy, period: str, run_id: str, group_results: list[dict]) -> dict:
+def findings_document(
+    policy, period: str, run_id: str, group_results: list[dict], duty: str = DAG_ID
+) -> dict:
     """findings.json: per control, pass/fail per department, counts, affected subjects."""
     controls = {}
     for results in group_results:
@@ -138,7 +113,7 @@ def findings_document(policy, period: str, run_id: str, group_results: list[dict
                 },
             }
     return {
-        "duty": DAG_ID,
+        "duty": duty,
         "period": period,
         "run_id": run_id,
         "articles": sorted({c["article"] for c in controls.values()}),
@@ -168,7 +143,13 @@ def findings_csv(group_results: list[dict]) -> str:
     return to_csv(("period", "control_id", "article", "department", "subject_id", "detail"), rows)
 
 
-def summary_html(policy, document: dict, generated_at: datetime) -> str:
+def summary_html(
+    policy,
+    document: dict,
+    generated_at: datetime,
+    page_title: tuple[str, str] = ("Monthly departmental check", "月度检查"),
+    duty_label: str = "Art. 18 monthly check",
+) -> str:
     departments = list(policy.departments.values())
     header = (
         [bilingual("Control", "控制措施"), "Art."]
@@ -205,7 +186,7 @@ def summary_html(policy, document: dict, generated_at: datetime) -> str:
     body = (
         f'<p class="meta">{bilingual("Period", "期间")}: {escape(document["period"])} · '
         f"{bilingual('Run', '运行')}: {escape(document['run_id'])} · "
-        f"{escape(', '.join(document['articles']))} · Art. 18 monthly check</p>"
+        f"{escape(', '.join(document['articles']))} · {escape(duty_label)}</p>"
         f"<p>{totals['failing_controls']} of {totals['controls']} controls failing, "
         f"{totals['affected']} affected records. "
         f'<span class="zh">{totals["controls"]} 项控制中 {totals["failing_controls"]} 项未通过，'
@@ -221,8 +202,8 @@ def summary_html(policy, document: dict, generated_at: datetime) -> str:
         + "</p>"
     )
     return page(
-        "Monthly departmental check",
-        "月度检查",
+        page_title[0],
+        page_title[1],
         body,
         footer=f"Generated {generated_at.isoformat(timespec='seconds')}Z by Custos",
     )

@@ -85,8 +85,11 @@ class DataKey(Base):
     __tablename__ = "data_keys"
     customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"), primary_key=True)
     category: Mapped[str] = _col("metadata", String(16), primary_key=True)
+    # Version of the data key itself (bound into every value's associated data).
     key_version: Mapped[int] = _col("metadata", Integer)
     bucket: Mapped[str] = _col("metadata", String(40), index=True)
+    # Version of the bucket key that wraps it; rotation re-wraps rows to a new version.
+    wrap_version: Mapped[int] = _col("metadata", Integer, server_default="1")
     expires_on: Mapped[date | None] = _col("metadata", Date)
     wrapped_key: Mapped[bytes] = _col("wrapped_key", LargeBinary)
     created_at: Mapped[datetime] = _col("metadata", DateTime)

@@ -1,0 +1,1 @@
+"""Purpose-bound, least-privilege access to personal information, and the access log."""
