@@ -43,6 +43,15 @@ def _fresh_home(root: Path, name: str) -> dict:
     return open_runtime()
 
 
+def _vault_rows(engine) -> int:
+    from sqlalchemy import text
+
+    from custos.vault.writer import COLUMNS
+
+    with engine.connect() as conn:
+        return sum(conn.scalar(text(f"SELECT count(*) FROM {t}")) for t in COLUMNS)
+
+
 def bench_seed(root: Path, customers: int, encrypt: bool) -> dict:
     from custos.demo.seed import seed_vault
 
@@ -52,8 +61,11 @@ def bench_seed(root: Path, customers: int, encrypt: bool) -> dict:
         rt.engine, rt.settings, rt.policy, customers=customers, seed=1, encrypt=encrypt
     )
     seconds = time.perf_counter() - started
+    rows = _vault_rows(rt.engine)
     return {
         "customers": customers,
+        "rows": rows,
+        "rows_per_s": round(rows / seconds),
         "seconds": round(seconds, 2),
         "customers_per_s": round(customers / seconds),
         "home": str(rt.settings.home),
@@ -65,7 +77,7 @@ def bench_seed(root: Path, customers: int, encrypt: bool) -> dict:
 _state: dict = {}
 
 
-def _init_protect(settings, rules, retention, encrypt: bool, as_of) -> None:
+def _init_protect(settings, rules, retention, encrypt: bool, as_of, profile_only=False) -> None:
     from custos.crypto.keyring import open_key_provider
     from custos.demo.seed import ChunkGenerator
     from custos.vault.writer import CustomerEncryptor
@@ -74,6 +86,11 @@ def _init_protect(settings, rules, retention, encrypt: bool, as_of) -> None:
     pool = []
     for i in range(POOL_CUSTOMERS // 2000):
         pool.extend(generator.chunk(i, i * 2000, 2000)[0])
+    if profile_only:
+        # Only the customer master record: customer, basic and identity data, data keys.
+        import dataclasses
+
+        pool = [dataclasses.replace(r, orders=[], events=[], consents=[], uses=[]) for r in pool]
     _state["pool"] = pool
     _state["encryptor"] = CustomerEncryptor(open_key_provider(settings), retention, encrypt=encrypt)
 
@@ -93,11 +110,13 @@ def _protect_chunk(task: tuple[int, int]):
     return count, _state["encryptor"].encrypt_customers(records, datetime.now())
 
 
-def bench_protect_write(root: Path, customers: int, encrypt: bool, workers: int) -> dict:
+def bench_protect_write(
+    root: Path, customers: int, encrypt: bool, workers: int, profile_only: bool = False
+) -> dict:
     from custos.demo.seed import SeedRules, default_as_of, seed_staff
     from custos.vault.writer import RetentionTable, write_rows
 
-    rt = _fresh_home(root, f"protect-{'enc' if encrypt else 'plain'}")
+    rt = _fresh_home(root, f"protect-{'enc' if encrypt else 'plain'}-{int(profile_only)}")
     seed_staff(rt.engine, rt.policy)
     args = (
         rt.settings,
@@ -105,6 +124,7 @@ def bench_protect_write(root: Path, customers: int, encrypt: bool, workers: int)
         RetentionTable.from_policy(rt.policy),
         encrypt,
         default_as_of(),
+        profile_only,
     )
     tasks = [(start, min(2000, customers - start)) for start in range(0, customers, 2000)]
     context = multiprocessing.get_context("fork")
@@ -123,13 +143,16 @@ def bench_protect_write(root: Path, customers: int, encrypt: bool, workers: int)
 
 
 _CHECK_SCRIPT = """
-import contextlib, io, json, resource, sys
+import contextlib, io, json, sys
 from custos.cli import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     code = main(["check", "monthly", "--period", sys.argv[1], "--json"])
 result = json.loads(out.getvalue())
-result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across fork+exec from the (large) parent.
+hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status")
+              if line.startswith("VmHWM:"))
+result["peak_rss_mb"] = round(hwm_kb / 1024, 1)
 print(json.dumps(result))
 sys.exit(code)
 """
@@ -188,6 +211,14 @@ def main() -> None:
         key = f"protect_write_{'encrypted' if encrypt else 'plain'}"
         results[key] = bench_protect_write(root, n, encrypt, args.workers)
         print(f"{key}:", results[key], flush=True)
+    results["protect_write_profile_only_encrypted"] = bench_protect_write(
+        root, n, True, args.workers, profile_only=True
+    )
+    print(
+        "profile only (customer, basic, identity, keys):",
+        results["protect_write_profile_only_encrypted"],
+        flush=True,
+    )
     results["encryption_overhead_ratio"] = round(
         results["protect_write_plain"]["customers_per_s"]
         / results["protect_write_encrypted"]["customers_per_s"],

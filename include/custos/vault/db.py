@@ -40,8 +40,6 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            # 256 MB page cache: bulk loads touch several indexes per customer.
-            cursor.execute("PRAGMA cache_size=-262144")
             # Checkpoint every ~64 MB of WAL rather than 4 MB: bulk loads commit ~3 MB batches.
             cursor.execute("PRAGMA wal_autocheckpoint=16384")
             cursor.close()

