@@ -8,7 +8,9 @@ Data Management checks every department once a month (Art. 18) for:
 - **storage · 存储 (Art. 12)**: no plaintext personal information anywhere in the vault,
   every customer under a retention rule;
 - **use · 使用 (Art. 13)**: every use recorded in the period is within a purpose the
-  customer consented to.
+  customer consented to;
+- **access rights · 访问权限 (Art. 12)**: no staff grant beyond the department's access
+  matrix, no disabled account holding grants, no reads of categories beyond need.
 
 **When**: 02:00 UTC on the 1st of each month; the period is the previous month.
 Trigger it by hand with a `period` (YYYY-MM) to re-check a month.
@@ -94,6 +96,7 @@ def monthly_department_check():
         make_check("collection", "Check collection · 收集合规 (Art. 11)")(run),
         make_check("storage", "Check storage · 存储安全 (Art. 12)")(run),
         make_check("use", "Check use · 使用合规 (Art. 13)")(run),
+        make_check("access", "Review access rights · 访问权限审查 (Art. 12)")(run),
     ]
     recorded = record_findings(run)
     checks >> recorded >> seal_evidence(run)

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# `make demo`: run every DAG once (`airflow dags test`), then verify the evidence.
+# `make demo`: an hour of staff reads with known anomalies, then every DAG once
+# (`airflow dags test`), then verify the evidence and the access log.
 set -euo pipefail
 mkdir -p "$AIRFLOW_HOME"
 airflow db migrate > "$AIRFLOW_HOME/demo-db-migrate.log" 2>&1
-today=$(date -u +%Y-%m-%d)
+logical_date=$(date -u +%Y-%m-%dT%H:05:00)
+previous_hour=$(date -u -d '1 hour ago' +%Y-%m-%dT%H)
+custos demo access --hour "$previous_hour" > "$CUSTOS_HOME/demo-access.json"
+echo "demo reads in $previous_hour UTC; anomalies the watch must find: $CUSTOS_HOME/demo-access.json"
 status=0
 for dag_file in dags/*.py; do
   dag_id=$(basename "$dag_file" .py)
   log="$AIRFLOW_HOME/demo-$dag_id.log"
-  if airflow dags test "$dag_id" "$today" > "$log" 2>&1 && grep -q "state=success" "$log"; then
+  if airflow dags test "$dag_id" "$logical_date" > "$log" 2>&1 && grep -q "state=success" "$log"; then
     echo "ran $dag_id: success (log: $log)"
   else
     echo "ran $dag_id: FAILED (log: $log)"; status=1
@@ -16,5 +20,6 @@ for dag_file in dags/*.py; do
 done
 echo "evidence: ${CUSTOS_EVIDENCE_URL:-file://$CUSTOS_HOME/evidence}"
 custos evidence list
-custos evidence verify
+custos evidence verify || status=1
+custos access-log verify || status=1
 exit $status

@@ -227,7 +227,8 @@ def test_ensure_bucket_keys_is_idempotent_and_persists(tmp_path: Path) -> None:
     keyring = LocalKeyring.create(path)
     buckets = ["basic/2029-01", "identity/2027-05"]
     first = keyring.ensure_bucket_keys(buckets)
-    assert set(first) == set(buckets) and all(len(k) == KEY_BYTES for k in first.values())
+    assert set(first) == set(buckets)
+    assert all(k.version == 1 and len(k.key) == KEY_BYTES for k in first.values())
     assert first["basic/2029-01"] != first["identity/2027-05"]
     assert keyring.ensure_bucket_keys(buckets) == first
     reloaded = LocalKeyring.load(path)
@@ -244,7 +245,7 @@ def _ensure_many(path: str, name: str, barrier, queue) -> None:
     got: dict[str, str] = {}
     for n in range(25):
         wanted = [f"basic/{name}-{n:02d}", f"shared/{n:02d}"]
-        got.update({b: k.hex() for b, k in keyring.ensure_bucket_keys(wanted).items()})
+        got.update({b: k.key.hex() for b, k in keyring.ensure_bucket_keys(wanted).items()})
     queue.put(got)
 
 
@@ -265,7 +266,7 @@ def test_concurrent_ensure_from_two_processes_loses_no_key(tmp_path: Path) -> No
         assert worker.exitcode == 0
     final = LocalKeyring.load(path)
     assert len(final.bucket_ids()) == 25 * 3
-    stored = {b: k.hex() for b, k in final.bucket_keys(final.bucket_ids()).items()}
+    stored = {b: k.key.hex() for b, k in final.bucket_keys(final.bucket_ids()).items()}
     # Every key a process was given (and could have encrypted with) is the one kept.
     for got in handed_out:
         for bucket, key in got.items():
@@ -276,7 +277,8 @@ def test_concurrent_ensure_from_two_processes_loses_no_key(tmp_path: Path) -> No
 def _fetch_basic(conn, customer_id: str):
     return conn.execute(
         text(
-            "SELECT b.name, d.wrapped_key, d.bucket, d.key_version FROM basic_info b "
+            "SELECT b.name, d.wrapped_key, d.bucket, d.key_version, d.wrap_version "
+            "FROM basic_info b "
             "JOIN data_keys d ON d.customer_id = b.customer_id AND d.category = 'basic' "
             "WHERE b.customer_id = :cid"
         ),
@@ -285,10 +287,10 @@ def _fetch_basic(conn, customer_id: str):
 
 
 def _decrypt_name(rt, customer_id: str, row) -> str:
-    name, wrapped, bucket, version = row
-    bucket_key = rt.keys.bucket_keys([bucket])[bucket]
+    name, wrapped, bucket, version, wrap_version = row
+    bucket_key = rt.keys.bucket_key(bucket, wrap_version)
     data_key = unwrap_data_key(
-        Aead(bucket_key), bytes(wrapped), customer_id, "basic", bucket, version
+        Aead(bucket_key), bytes(wrapped), customer_id, "basic", bucket, wrap_version
     )
     return (
         Aead(data_key)
@@ -332,14 +334,14 @@ def test_seeded_row_decrypts_end_to_end_and_not_when_moved(seeded_vault, seeded_
     with pytest.raises(DecryptionError):
         _decrypt_name(rt, ids[1], row_b)
     # Even under the first customer's data key, the second customer's binding is refused.
-    _, wrapped, bucket, version = row_a
+    _, wrapped, bucket, version, wrap_version = row_a
     data_key = unwrap_data_key(
-        Aead(rt.keys.bucket_keys([bucket])[bucket]),
+        Aead(rt.keys.bucket_key(bucket, wrap_version)),
         bytes(wrapped),
         ids[0],
         "basic",
         bucket,
-        version,
+        wrap_version,
     )
     with pytest.raises(DecryptionError):
         Aead(data_key).decrypt(bytes(row_a[0]), field_aad("basic_info", "name", ids[1], version))

@@ -106,3 +106,30 @@ def test_monthly_dag_finds_exactly_the_seeded_violations_and_evidence_verifies(
     capsys.readouterr()
     assert main(["evidence", "verify", "--period", "2026-10"]) == 1
     assert "findings.csv" in capsys.readouterr().out
+
+
+def test_access_watch_dag_finds_the_simulated_anomalies_and_anchors_the_log(
+    airflow_db, seeded_home
+):
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.utils.state import DagRunState
+
+    from custos.access.audit import open_access_log
+    from custos.access.log import anchored_notes
+    from custos.demo.access_activity import simulate_hour
+    from custos.evidence import list_runs, verify_store
+
+    rt, _ = seeded_home
+    report = simulate_hour(rt, "2026-11-02T03", bulk_customers=205)
+    dag = DagBag(dag_folder=str(REPO / "dags")).get_dag("access_watch")
+    dag_run = dag.test(logical_date=datetime(2026, 11, 2, 4, 5, tzinfo=UTC))
+    assert dag_run.state == DagRunState.SUCCESS
+
+    (run,) = [r for r in list_runs(rt.evidence, "2026-11") if r.run_id == dag_run.run_id]
+    document = json.loads(rt.evidence.read_bytes(f"{run.prefix}/detect_anomalies/anomalies.json"))
+    found = {cid: c["counts"] for cid, c in document["controls"].items() if c["counts"]}
+    assert found == report["expected_findings"]
+    assert verify_store(rt.evidence, "2026-11").ok
+    notes = anchored_notes(rt.evidence)
+    assert notes, "the run's evidence holds a signed checkpoint of the access log"
+    assert open_access_log(rt).verify(notes).ok

@@ -161,6 +161,181 @@ def cmd_evidence_verify(args) -> int:
     return 0 if report.ok else 1
 
 
+# -- keys (Art. 8, 12): versioned bucket keys, rotation --------------------------------------
+def cmd_keys_status(args) -> int:
+    from custos.crypto.rotation import versions_in_use
+    from custos.runtime import open_runtime
+
+    rt = open_runtime()
+    status = rt.keys.status()
+    usage = versions_in_use(rt.engine)
+    for bucket in status["buckets"]:
+        rows = usage.get(bucket["bucket"], {})
+        for version in bucket["versions"]:
+            version["rows"] = rows.get(version["version"], 0)
+    known = {
+        b["bucket"]: {v["version"] for v in b["versions"] if v["state"] != "destroyed"}
+        for b in status["buckets"]
+    }
+    # Rows whose wrapping key the provider no longer has (destroyed or unknown): their data
+    # cannot be read; after a purge this is expected, otherwise it is a problem.
+    status["rows_without_key"] = {
+        f"{bucket}#v{version}": rows
+        for bucket, versions in sorted(usage.items())
+        for version, rows in sorted(versions.items())
+        if version not in known.get(bucket, set())
+    }
+    lines = [
+        f"key provider {status['provider']} ({status['keyring_id']}): "
+        f"{len(status['buckets'])} buckets, {len(status['destroyed_buckets'])} destroyed; "
+        f"cap {status['max_encryptions']:,} encryptions per key version "
+        f"(AES-GCM random-nonce limit {status['aes_gcm_random_nonce_limit']:,})"
+    ]
+    for bucket in status["buckets"]:
+        parts = []
+        for v in bucket["versions"]:
+            if v["state"] == "destroyed":
+                parts.append(f"v{v['version']} destroyed {v['destroyed_at']}")
+            else:
+                parts.append(
+                    f"v{v['version']} {v['state']}: {v['encryptions']:,} enc, {v['rows']:,} rows"
+                )
+        flag = "  (rotating)" if bucket["rotation_in_progress"] else ""
+        head = f"  {bucket['bucket']:24} primary v{bucket['primary']}  "
+        lines.append(head + "; ".join(parts) + flag)
+    if status["rotation"]:
+        left = sum(not s["done"] for s in status["rotation"]["buckets"].values())
+        lines.append(
+            f"rotation {status['rotation']['id']} unfinished (started "
+            f"{status['rotation']['started_at']}): {left} buckets left; run `custos keys rotate`"
+        )
+    for name, rows in status["rows_without_key"].items():
+        lines.append(f"  WARNING {name}: {rows} rows wrapped by a key the provider does not hold")
+    _print(args, status, "\n".join(lines))
+    return 0
+
+
+def _vault_bound_keyring(settings) -> str | None:
+    """The keyring id the vault is bound to, or None if there is no vault yet (read-only:
+    a missing SQLite file is not created)."""
+    from pathlib import Path
+
+    from sqlalchemy import inspect, select
+    from sqlalchemy.engine import make_url
+
+    from custos.vault.db import make_engine
+    from custos.vault.models import VaultMeta
+
+    url = make_url(settings.vault_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return None
+    engine = make_engine(settings.vault_url)
+    try:
+        if "vault_meta" not in inspect(engine).get_table_names():
+            return None
+        with engine.connect() as conn:
+            return conn.scalar(select(VaultMeta.value).where(VaultMeta.key == "keyring_id"))
+    finally:
+        engine.dispose()
+
+
+def cmd_keys_init(args) -> int:
+    from custos.crypto.keyring import open_key_provider
+    from custos.errors import KeyringError
+    from custos.settings import get_settings
+
+    settings = get_settings()
+    local = settings.key_provider == "local"
+    path = settings.keyring_path if local else settings.kms_keystore_path
+    created = not path.exists()
+    if created:
+        bound = _vault_bound_keyring(settings)
+        if bound:
+            raise KeyringError(
+                f"{path}: missing, but the vault belongs to keyring {bound}; restore that key "
+                f"store (or set {'CUSTOS_KEYRING' if local else 'CUSTOS_KMS_KEYSTORE'} to it) "
+                "instead of creating a new one. Nothing was changed."
+            )
+    provider = open_key_provider(settings, create=created)
+    data = {
+        "provider": settings.key_provider,
+        "key_store": str(path),
+        "created": created,
+        "keyring_id": provider.keyring_id,
+    }
+    _print(
+        args,
+        data,
+        f"{settings.key_provider} key store {path} ({'created' if created else 'existing'}, "
+        f"{provider.keyring_id})",
+    )
+    return 0
+
+
+def cmd_keys_rotate(args) -> int:
+    from custos.crypto.rotation import rotate
+    from custos.runtime import open_runtime
+
+    rt = open_runtime()
+    bar: dict = {}
+
+    def progress(done: int, total: int) -> None:
+        if "advance" not in bar:
+            bar["progress"], bar["advance"] = _progress(total, "re-wrapping data keys")
+            bar["done"] = 0
+        if bar["advance"]:
+            bar["advance"](done - bar["done"])
+        bar["done"] = done
+
+    try:
+        result = rotate(
+            rt.engine,
+            rt.keys,
+            args.bucket or None,
+            batch_size=args.batch_size,
+            progress=progress,
+            grace_seconds=args.grace_seconds,
+        )
+    finally:
+        if bar.get("progress"):
+            bar["progress"].stop()
+    lines = [
+        f"rotation {result['rotation']}{' (resumed)' if result['resumed'] else ''}: "
+        f"{result['buckets_worked_on']} buckets, {result['rewrapped']:,} data keys re-wrapped, "
+        f"{result['retired_versions']} old key versions destroyed"
+    ]
+    in_use = [k for k in result["kept"] if k["reason"] == "in use"]
+    recent = [k for k in result["kept"] if k["reason"] == "recently used"]
+    if in_use:
+        lines.append(
+            f"  kept {len(in_use)} old versions that rows written during the rotation still use"
+        )
+    if recent:
+        after = max(k["retire_after"] for k in recent)
+        lines.append(
+            f"  kept {len(recent)} old versions used for encryption less than "
+            f"{args.grace_seconds} s ago (a writer may still be writing with them); they can be "
+            f"destroyed after {after}"
+        )
+    lines.append(
+        "rotation finished"
+        if result["finished"]
+        else "rotation unfinished: run `custos keys rotate` again to finish it"
+    )
+    _print(args, result, "\n".join(lines))
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="custos", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -199,6 +374,32 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = command(evidence, name, func, text)
         p.add_argument("--period", help="2026-10, 2026-Q3, 2026-H2 or 2026")
+
+    from custos.access.cli import add_access_commands
+
+    add_access_commands(sub, command, demo, check)
+
+    keys = sub.add_parser("keys", help="bucket keys: status and rotation").add_subparsers(
+        dest="keys", required=True
+    )
+    command(keys, "init", cmd_keys_init, "create the key provider's key store if there is none yet")
+    command(keys, "status", cmd_keys_status, "bucket-key versions, use counts and destructions")
+    rotate = command(
+        keys, "rotate", cmd_keys_rotate, "new primary bucket keys; re-wrap data keys; destroy old"
+    )
+    rotate.add_argument(
+        "--bucket",
+        action="append",
+        help="rotate this bucket only (repeatable; default all). An unfinished rotation is "
+        "always finished first, whatever is asked",
+    )
+    rotate.add_argument("--batch-size", type=_positive_int, default=5000, help="rows per batch")
+    rotate.add_argument(
+        "--grace-seconds",
+        type=int,
+        default=300,
+        help="destroy a replaced key only this long after its last use (in-flight writers)",
+    )
     return parser
 
 

@@ -176,8 +176,15 @@ class AccessWatch(_Strict):
     working_hours: WorkingHours
 
 
+class LogCheckpoint(_Strict):
+    every_entries: int = Field(gt=0)
+    every_minutes: int = Field(gt=0)
+    source: str
+
+
 class AccessFile(_Strict):
     source: str
+    log_checkpoint: LogCheckpoint
     # department → purpose → categories it may read for that purpose
     matrix: dict[str, dict[str, list[Category]]]
     watch: AccessWatch
@@ -200,6 +207,7 @@ class Policy(_Strict):
     controls: dict[str, Control]
     access_matrix: dict[str, dict[str, frozenset[str]]]
     access_watch: AccessWatch
+    log_checkpoint: LogCheckpoint
 
     def allowed_categories(self, department: str, purpose: str) -> frozenset[str]:
         """What the matrix lets ``department`` read for ``purpose`` (empty: nothing)."""
@@ -343,6 +351,7 @@ def load_policy(directory: Path) -> Policy:
             for dept, purposes_map in access.matrix.items()
         },
         access_watch=access.watch,
+        log_checkpoint=access.log_checkpoint,
     )
 
 

@@ -53,11 +53,22 @@ class Runtime:
 
         key_id, signing_key = open_key_provider(self.settings).evidence_signing_key()
         run = self.evidence_run(period, dag_id, run_id)
+        self.anchor_access_log(run)
         manifest = run.seal(
             signing_key=signing_key, key_id=key_id, code_version=code_version(), extra=extra
         )
         record_sealed_run(self.engine, self.evidence, run, manifest)
         return manifest
+
+    def anchor_access_log(self, run) -> None:
+        """Every DAG run ends with a signed checkpoint of the access log in its evidence:
+        once sealed there, no later rewrite of the log (even re-signed) goes unnoticed."""
+        from custos.access.audit import open_access_log
+
+        log = open_access_log(self)
+        if log.size():
+            log.checkpoint()
+            log.anchor(run)
 
 
 def open_runtime() -> Runtime:

@@ -11,7 +11,6 @@ import hashlib
 import re
 from datetime import datetime
 
-ORIGIN = "custos.local/access-log"
 _STAFF_ID = re.compile(r"^s-[a-z_]+-\d+$")
 _CUSTOMER_ID = re.compile(r"^c[0-9a-f]{30}$")
 
@@ -19,14 +18,13 @@ _CUSTOMER_ID = re.compile(r"^c[0-9a-f]{30}$")
 def _safe_id(value: str | None, pattern: re.Pattern) -> str | None:
     if value is None or pattern.match(value):
         return value
-    return "unregistered:" + hashlib.sha256(value.encode()).hexdigest()[:12]
+    return _hashed(value)
 
 
 def open_access_log(rt):
     from custos.access.log import AccessLog
 
-    key_id, signing_key = rt.keys.evidence_signing_key()
-    return AccessLog(rt.engine, key_id, signing_key, ORIGIN)
+    return AccessLog.for_runtime(rt)
 
 
 def entry(
@@ -39,7 +37,7 @@ def entry(
     customer_id: str | None = None,
     categories: list[str] | tuple[str, ...] = (),
     decision: str,
-    reason: str = "",
+    reason: str | None = None,
 ) -> dict:
     return {
         "logged_at": at.isoformat(timespec="microseconds"),
@@ -54,34 +52,47 @@ def entry(
     }
 
 
+def _hashed(value: str) -> str:
+    return "unregistered:" + hashlib.sha256(value.encode()).hexdigest()[:12]
+
+
 def read_entries(result, department: str | None, at: datetime) -> list[dict]:
-    """One entry for what was allowed, one per distinct refusal reason."""
+    """One entry for what was allowed, one per distinct refusal reason. An id that matched
+    nobody is logged hashed: it is whatever someone typed."""
+    codes = {code for code, _ in result.refused.values()}
+    staff_id = _hashed(result.staff_id) if "STAFF_UNKNOWN" in codes else result.staff_id
+    customer_id = _hashed(result.customer_id) if "CUSTOMER_UNKNOWN" in codes else result.customer_id
+    # Permitted but empty (NO_DATA) is part of the allowed decision, not a refusal.
+    permitted = sorted(
+        set(result.values) | {c for c, (code, _) in result.refused.items() if code == "NO_DATA"}
+    )
     entries = []
-    if result.values:
+    if permitted:
         entries.append(
             entry(
                 at=at,
-                staff_id=result.staff_id,
+                staff_id=staff_id,
                 department_id=department,
                 action="read",
                 purpose=result.purpose,
-                customer_id=result.customer_id,
-                categories=result.allowed,
+                customer_id=customer_id,
+                categories=permitted,
                 decision="allowed",
             )
         )
     by_reason: dict[str, list[str]] = {}
     for category, (code, _) in result.refused.items():
-        by_reason.setdefault(code, []).append(category)
+        if code != "NO_DATA":
+            by_reason.setdefault(code, []).append(category)
     for code, categories in sorted(by_reason.items()):
         entries.append(
             entry(
                 at=at,
-                staff_id=result.staff_id,
+                staff_id=staff_id,
                 department_id=department,
                 action="read",
                 purpose=result.purpose,
-                customer_id=result.customer_id,
+                customer_id=customer_id,
                 categories=categories,
                 decision="refused",
                 reason=code,
@@ -91,4 +102,12 @@ def read_entries(result, department: str | None, at: datetime) -> list[dict]:
 
 
 def log_read_decisions(rt, result, department: str | None, at: datetime) -> None:
-    open_access_log(rt).append(read_entries(result, department, at))
+    append_and_checkpoint(rt, read_entries(result, department, at))
+
+
+def append_and_checkpoint(rt, entries: list[dict]) -> None:
+    """Append, then sign a checkpoint if the policy's entry count or time has passed."""
+    log = open_access_log(rt)
+    log.append(entries)
+    every = rt.policy.log_checkpoint
+    log.maybe_checkpoint(every.every_entries, every.every_minutes)

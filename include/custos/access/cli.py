@@ -44,8 +44,92 @@ def cmd_access_read(args) -> int:
     return 0
 
 
-def add_access_commands(sub, command) -> None:
-    """Register ``custos access ...`` on the main parser (``command`` is cli's helper)."""
+def cmd_access_log_verify(args) -> int:
+    from custos.access.audit import open_access_log
+    from custos.access.log import anchored_notes
+    from custos.runtime import open_runtime
+
+    rt = open_runtime()
+    anchored = anchored_notes(rt.evidence)
+    result = open_access_log(rt).verify(anchored)
+    data = {
+        "ok": result.ok,
+        "size": result.size,
+        "anchored_checkpoints": len(anchored),
+        "problems": list(result.problems),
+    }
+    if args.json:
+        print(json.dumps(data, indent=1))
+    else:
+        print(
+            f"access log: {result.size} entries, {len(anchored)} anchored checkpoints: "
+            + ("OK" if result.ok else f"{len(result.problems)} PROBLEMS")
+        )
+        for problem in result.problems:
+            print(f"  {problem}")
+    return 0 if result.ok else 1
+
+
+def cmd_access_log_prove(args) -> int:
+    from custos.access.audit import open_access_log
+    from custos.runtime import open_runtime
+
+    print(json.dumps(open_access_log(open_runtime()).prove(args.entry), indent=1))
+    return 0
+
+
+def cmd_demo_access(args) -> int:
+    from datetime import UTC, datetime
+
+    from custos.demo.access_activity import simulate_hour
+    from custos.duties.access_watch import previous_hour
+    from custos.runtime import open_runtime
+
+    hour = args.hour or previous_hour(datetime.now(UTC).replace(tzinfo=None))
+    print(json.dumps(simulate_hour(open_runtime(), hour), indent=1))
+    return 0
+
+
+def cmd_check_access_watch(args) -> int:
+    from datetime import UTC, datetime
+
+    from custos.duties.access_watch import previous_hour, run_access_watch
+    from custos.runtime import open_runtime
+
+    hour = args.hour or previous_hour(datetime.now(UTC).replace(tzinfo=None))
+    run_id = f"cli__{datetime.now(UTC).isoformat(timespec='microseconds')}"
+    result = run_access_watch(open_runtime(), hour, run_id)
+    if args.json:
+        print(json.dumps(result, indent=1))
+    else:
+        print(
+            f"access watch {hour}: {result['findings_open']} findings "
+            f"({result['escalated']} escalated); access log size {result['log_size']}"
+        )
+    return 1 if result["findings_open"] and args.strict else 0
+
+
+def add_access_commands(sub, command, demo_sub, check_sub) -> None:
+    """Register the access commands on the main parser (``command`` is cli's helper)."""
+    log_cmd = sub.add_parser("access-log", help="the tamper-evident access log")
+    log_sub = log_cmd.add_subparsers(dest="access_log", required=True)
+    command(
+        log_sub,
+        "verify",
+        cmd_access_log_verify,
+        "recompute the Merkle root, check signatures and anchored checkpoints",
+    )
+    prove = command(
+        log_sub, "prove", cmd_access_log_prove, "print an inclusion proof for one entry"
+    )
+    prove.add_argument("entry", type=int, help="the entry's index (0-based)")
+    demo_access = command(
+        demo_sub, "access", cmd_demo_access, "an hour of staff reads with known anomalies"
+    )
+    demo_access.add_argument("--hour", help="YYYY-MM-DDTHH UTC (default: the previous hour)")
+    watch = command(check_sub, "access-watch", cmd_check_access_watch, "the hourly access watch")
+    watch.add_argument("--hour", help="YYYY-MM-DDTHH UTC (default: the previous hour)")
+    watch.add_argument("--strict", action="store_true", help="exit 1 if anything was found")
     access = sub.add_parser("access", help="purpose-bound reads of personal information")
     access_sub = access.add_subparsers(dest="access", required=True)
     read_cmd = command(

@@ -362,7 +362,7 @@ def seed_vault(
     as_of = as_of or default_as_of()
     rules = SeedRules.from_policy(policy)
     retention = RetentionTable.from_policy(policy)
-    seed_staff(engine, policy)
+    staff_injected = seed_staff(engine, policy)
     tasks = [
         (i, first_index + start, min(CHUNK_SIZE, customers - start))
         for i, start in enumerate(range(0, customers, CHUNK_SIZE))
@@ -370,7 +370,7 @@ def seed_vault(
     init_args = (settings, seed, as_of, rules, retention, encrypt)
     if workers is None:
         workers = max(1, (multiprocessing.cpu_count() or 2) - 1)
-    injected: Counter = Counter()
+    injected: Counter = Counter(staff_injected)
     for count, rows, chunk_injected in _run_chunks(tasks, workers, init_args):
         try:
             write_rows(engine, rows)
@@ -397,7 +397,7 @@ def _run_chunks(tasks, workers: int, init_args) -> Iterator:
 
 
 def seed_report(customers: int, seed: int, as_of: datetime, injected: Counter) -> dict:
-    by_type: dict[str, dict[str, int]] = {name: {} for name in VIOLATIONS}
+    by_type: dict[str, dict[str, int]] = {name: {} for name in [*VIOLATIONS, *STAFF_VIOLATIONS]}
     for (violation, department), n in sorted(injected.items()):
         by_type[violation][department] = n
     return {
@@ -405,26 +405,63 @@ def seed_report(customers: int, seed: int, as_of: datetime, injected: Counter) -
         "seed": seed,
         "as_of": as_of.isoformat(),
         "rates": {name: rate for name, (_, rate) in VIOLATIONS.items()},
-        "controls": {name: control for name, (control, _) in VIOLATIONS.items()},
+        "controls": {name: control for name, (control, _) in VIOLATIONS.items()} | STAFF_VIOLATIONS,
         "injected": by_type,
         "injected_total": sum(injected.values()),
     }
 
 
-def seed_staff(engine, policy) -> None:
+# Staff-side violations for the monthly access-rights review, injected when staff are
+# first created: (violation, staff id, grant beyond the matrix or None).
+STAFF_VIOLATIONS = {
+    "GRANT_BEYOND_MATRIX": "ART12-ACCESS-RIGHTS-WITHIN-MATRIX",
+    "DISABLED_STAFF_WITH_GRANTS": "ART12-ACCESS-DISABLED-NO-RIGHTS",
+}
+STAFF_COUNTRIES = ("CN", "SG", "DE")  # staff member n works in STAFF_COUNTRIES[n - 1]
+EXTRA_GRANT = ("s-customer_service-3", "customs_clearance", "identity")
+DISABLED_STAFF = "s-technology-3"
+
+
+def seed_staff(engine, policy) -> Counter:
+    """Staff of every department with grants equal to their department's matrix, plus one
+    grant beyond it and one disabled account still holding grants. Idempotent; returns
+    the injected violations only when it created the staff."""
     from sqlalchemy import select
 
     from custos.vault.db import session_scope
-    from custos.vault.models import Staff
+    from custos.vault.models import Staff, StaffGrant
 
+    injected: Counter = Counter()
     with session_scope(engine) as session:
         existing = set(session.scalars(select(Staff.id)))
         now = datetime.now(UTC).replace(tzinfo=None)
+        granted = now - timedelta(days=HISTORY_DAYS + 30)
         for department in policy.departments:
-            for staff_id in staff_ids(department):
-                if staff_id not in existing:
-                    session.add(
-                        Staff(
-                            id=staff_id, department_id=department, status="active", created_at=now
-                        )
+            for n, staff_id in enumerate(staff_ids(department), start=1):
+                if staff_id in existing:
+                    continue
+                disabled = staff_id == DISABLED_STAFF
+                session.add(
+                    Staff(
+                        id=staff_id,
+                        department_id=department,
+                        created_at=granted,
+                        status="disabled" if disabled else "active",
+                        country=STAFF_COUNTRIES[n - 1],
                     )
+                )
+                grants = {
+                    (purpose, category)
+                    for purpose, categories in policy.access_matrix.get(department, {}).items()
+                    for category in categories
+                }
+                if staff_id == EXTRA_GRANT[0]:
+                    grants.add(EXTRA_GRANT[1:])
+                    injected[("GRANT_BEYOND_MATRIX", department)] += 1
+                if disabled and grants:
+                    injected[("DISABLED_STAFF_WITH_GRANTS", department)] += 1
+                session.add_all(
+                    StaffGrant(staff_id=staff_id, purpose=p, category=c, granted_at=granted)
+                    for p, c in sorted(grants)
+                )
+    return injected

@@ -26,7 +26,7 @@ from custos.vault.models import Finding
 
 DAG_ID = "monthly_department_check"
 # Which articles each check task covers; the controls come from the catalogue.
-GROUPS = {"collection": "Art. 11", "storage": "Art. 12", "use": "Art. 13"}
+GROUPS = {"collection": "Art. 11", "storage": "Art. 12", "use": "Art. 13", "access": "Art. 12"}
 GROUP_TASKS = {group: f"check_{group}" for group in GROUPS}
 
 

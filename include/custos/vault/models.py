@@ -26,6 +26,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -61,6 +62,21 @@ class Staff(Base):
     department_id: Mapped[str] = _col("metadata", ForeignKey("departments.id"), index=True)
     status: Mapped[str] = _col("metadata", String(16), default="active")
     created_at: Mapped[datetime] = _col("metadata", DateTime)
+    # Where the person works (ISO 3166-1 alpha-2): sets their working hours for the watch.
+    country: Mapped[str | None] = _col("metadata", String(2))
+
+
+class StaffGrant(Base):
+    """The register of access rights provisioned to people (e.g. exported from the identity
+    system). Reads are decided by the access matrix; the monthly review checks that no
+    grant goes beyond it and that disabled accounts hold none."""
+
+    __tablename__ = "staff_grants"
+    staff_id: Mapped[str] = _col("pseudonym", ForeignKey("staff.id"), primary_key=True)
+    purpose: Mapped[str] = _col("metadata", String(32), primary_key=True)
+    category: Mapped[str] = _col("metadata", String(16), primary_key=True)
+    granted_at: Mapped[datetime] = _col("metadata", DateTime)
+    revoked_at: Mapped[datetime | None] = _col("metadata", DateTime)
 
 
 class Customer(Base):
@@ -175,7 +191,8 @@ class Finding(Base):
     __tablename__ = "findings"
     __table_args__ = (UniqueConstraint("period", "control_id", "department_id"),)
     id: Mapped[int] = _col("pseudonym", Integer, primary_key=True, autoincrement=True)
-    period: Mapped[str] = _col("metadata", String(8))
+    # A month (2026-10) for the monthly check, an hour (2026-11-29T03) for the access watch.
+    period: Mapped[str] = _col("metadata", String(16))
     control_id: Mapped[str] = _col("metadata", String(64))
     article: Mapped[str] = _col("metadata", String(16))
     department_id: Mapped[str] = _col("metadata", ForeignKey("departments.id"))
@@ -187,6 +204,8 @@ class Finding(Base):
     due_on: Mapped[date] = _col("metadata", Date)
     resolved_at: Mapped[datetime | None] = _col("metadata", DateTime)
     dag_run_id: Mapped[str | None] = _col("metadata", String(250))
+    # High-severity findings flagged for the incident process (Art. 17).
+    escalate: Mapped[bool] = _col("metadata", Boolean, server_default=false(), default=False)
 
 
 Index("ix_consents_customer_subject", Consent.customer_id, Consent.subject)
@@ -205,3 +224,7 @@ class EvidenceRunRecord(Base):
     manifest_sha256: Mapped[str] = _col("metadata", String(64))
     file_count: Mapped[int] = _col("metadata", Integer)
     sealed_at: Mapped[datetime] = _col("metadata", DateTime)
+
+
+# Tables defined beside the code that owns them, on the same metadata (Alembic sees them).
+from custos.access import log_models  # noqa: E402, F401

@@ -15,6 +15,7 @@ import hmac
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -23,13 +24,7 @@ from sqlalchemy import Engine
 
 from custos.crypto.aead import FORMAT_VERSION, Aead
 from custos.crypto.blind_index import BLIND_INDEX_BYTES, BlindIndexer, normalise
-from custos.crypto.envelope import (
-    DATA_KEY_VERSION,
-    FIRST_WRAP_VERSION,
-    bucket_id,
-    data_key_aad,
-    field_aad,
-)
+from custos.crypto.envelope import DATA_KEY_VERSION, bucket_id, data_key_aad, field_aad
 from custos.vault.records import BASIC_FIELDS, IDENTITY_FIELDS, PlainCustomer
 
 # Insert order respects foreign keys; column order is the tuple order.
@@ -181,7 +176,12 @@ def _same(value):
 
 class CustomerEncryptor:
     """Turns plaintext records into vault rows; a worker process holds one of these.
-    Bucket keys are fetched from the key provider once per bucket and cached."""
+
+    Data keys are wrapped with the primary version of their bucket key, and that version is
+    written to ``data_keys.wrap_version``. Once per batch (never per value) the encryptor
+    reserves its wraps with the key provider: one call that creates new buckets, counts the
+    encryptions per key version, and hands back the primary to use (a new one when the old
+    would pass the encryption cap). Keys stay cached while the version does not change."""
 
     def __init__(
         self,
@@ -195,7 +195,8 @@ class CustomerEncryptor:
         self._indexer = BlindIndexer(key_provider.blind_index_key())
         self._bidx_keys = {k: self._indexer.key_for(k) for k in BlindIndexer.KINDS}
         self._retention = retention
-        self._bucket_aeads: dict[str, Aead] = {}
+        # bucket -> (version, Aead of that version)
+        self._bucket_aeads: dict[str, tuple[int, Aead]] = {}
         # encrypt=False exists only for the benchmark's "cost of protection" baseline.
         self._encrypt = encrypt
         sqlite = dialect == "sqlite"
@@ -222,10 +223,18 @@ class CustomerEncryptor:
 
     def encrypt_customers(self, records: list[PlainCustomer], now: datetime) -> RowBatch:
         plans = [self._plan(record) for record in records]
-        missing = {bucket for plan in plans for _, _, bucket in plan} - self._bucket_aeads.keys()
-        if missing:
-            for bucket, key in self._provider.ensure_bucket_keys(missing).items():
-                self._bucket_aeads[bucket] = Aead(key)
+        # One data key is wrapped per (customer, category): that is what the bucket keys
+        # encrypt, so that is what is counted against their cap.
+        wraps = Counter(bucket for plan in plans for _, _, bucket in plan)
+        if self._encrypt:
+            keys = self._provider.reserve_encryptions(wraps)
+        else:
+            keys = self._provider.ensure_bucket_keys(wraps)
+        aeads = self._bucket_aeads
+        for bucket, (version, key) in keys.items():
+            cached = aeads.get(bucket)
+            if cached is None or cached[0] != version:
+                aeads[bucket] = (version, Aead(key))
         rows: RowBatch = {table: [] for table in COLUMNS}
         now_value = self._dt(now)
         for record, plan in zip(records, plans, strict=True):
@@ -268,9 +277,10 @@ class CustomerEncryptor:
         sealers = {}
         for category, expires_on, bucket in plan:
             data_key = _ids.take(32)
+            wrap_version, bucket_aead = self._bucket_aeads[bucket]
             wrapped = (
-                self._bucket_aeads[bucket].encrypt(
-                    data_key, data_key_aad(customer_id, category, bucket, FIRST_WRAP_VERSION)
+                bucket_aead.encrypt(
+                    data_key, data_key_aad(customer_id, category, bucket, wrap_version)
                 )
                 if self._encrypt
                 else data_key
@@ -281,7 +291,7 @@ class CustomerEncryptor:
                     customer_id,
                     category,
                     DATA_KEY_VERSION,
-                    FIRST_WRAP_VERSION,
+                    wrap_version,
                     bucket,
                     self._date(expires_on),
                     wrapped,
