@@ -269,3 +269,74 @@ def test_access_watch_finds_exactly_the_simulated_anomalies(seeded_vault, capsys
     capsys.readouterr()
     assert main(["access-log", "verify"]) == 0
     assert "OK" in capsys.readouterr().out
+
+
+def test_permission_changes_are_logged_and_reviewed(seeded_vault, capsys):
+    """Administrative actions go to the access log; a grant beyond the matrix shows up in
+    the monthly rights review; a non-administrator is refused and logged."""
+    from custos.duties.monthly_check import run_group
+
+    rt, _ = seeded_vault
+    before = len(_log_rows(rt))
+    assert (
+        main(
+            [
+                "staff",
+                "grant",
+                "--by",
+                "s-technology-1",
+                "--purpose",
+                "marketing",
+                "--category",
+                "identity",
+                "s-business-2",
+            ]
+        )
+        == 0
+    )
+    assert main(["staff", "disable", "--by", "s-technology-1", "s-finance-2"]) == 0
+    assert (
+        main(
+            [
+                "staff",
+                "grant",
+                "--by",
+                "s-business-1",
+                "--purpose",
+                "marketing",
+                "--category",
+                "basic",
+                "s-business-1",
+            ]
+        )
+        == 1
+    )
+    rows = _log_rows(rt)[before:]
+    assert [(r[0], r[5]) for r in rows] == [
+        ("s-technology-1", "allowed"),
+        ("s-technology-1", "allowed"),
+        ("s-business-1", "refused"),
+    ]
+    review = run_group(rt.engine, rt.policy, "2026-11", "access")["controls"]
+    beyond = review["ART12-ACCESS-RIGHTS-WITHIN-MATRIX"]["violations"]
+    assert {v["subject"] for v in beyond} >= {"s-business-2"}
+    # disabling revoked s-finance-2's grants: it is not a "disabled staff with rights" case
+    disabled = review["ART12-ACCESS-DISABLED-NO-RIGHTS"]["violations"]
+    assert "s-finance-2" not in {v["subject"] for v in disabled}
+
+
+def test_key_rotation_is_logged_per_bucket(seeded_vault, capsys):
+    rt, _ = seeded_vault
+    before = len(_log_rows(rt))
+    assert main(["keys", "rotate", "--grace-seconds", "0", "--json"]) == 0
+    with rt.engine.connect() as conn:
+        actions = [
+            (r[0], r[1])
+            for r in conn.execute(
+                text("SELECT action, staff_id FROM access_log WHERE idx >= :b ORDER BY idx"),
+                {"b": before},
+            )
+        ]
+    assert actions and all(staff == "system:custos" for _, staff in actions)
+    assert {a for a, _ in actions} == {"rotate_key", "destroy_key"}
+    assert main(["access-log", "verify"]) == 0

@@ -299,6 +299,9 @@ def cmd_keys_rotate(args) -> int:
     finally:
         if bar.get("progress"):
             bar["progress"].stop()
+    from custos.access.admin import log_key_rotation
+
+    log_key_rotation(rt, result)
     lines = [
         f"rotation {result['rotation']}{' (resumed)' if result['resumed'] else ''}: "
         f"{result['buckets_worked_on']} buckets, {result['rewrapped']:,} data keys re-wrapped, "

@@ -27,7 +27,12 @@ def initialise(settings, policy) -> dict:
             )
         LocalKeyring.create(settings.keyring_path)
         created_keyring = True
-    provider = open_key_provider(settings)
+    if settings.key_provider != "local":
+        # AWS KMS: create the key store of KMS-wrapped keys on first use, never beside a
+        # vault that already belongs to another one (bind_keyring below refuses that).
+        provider = open_key_provider(settings, create=True)
+    else:
+        provider = open_key_provider(settings)
     engine = make_engine(settings.vault_url)
     try:
         migrate(engine)

@@ -16,7 +16,7 @@ _CUSTOMER_ID = re.compile(r"^c[0-9a-f]{30}$")
 
 
 def _safe_id(value: str | None, pattern: re.Pattern) -> str | None:
-    if value is None or pattern.match(value):
+    if value is None or pattern.match(value) or value == "system:custos":
         return value
     return _hashed(value)
 

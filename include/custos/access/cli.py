@@ -109,8 +109,37 @@ def cmd_check_access_watch(args) -> int:
     return 1 if result["findings_open"] and args.strict else 0
 
 
+def cmd_staff(args) -> int:
+    from custos.access import admin
+    from custos.runtime import open_runtime
+
+    rt = open_runtime()
+    if args.staff_action in ("grant", "revoke"):
+        getattr(admin, args.staff_action)(rt, args.by, args.staff, args.purpose, args.category)
+    else:
+        admin.set_status(
+            rt, args.by, args.staff, "disabled" if args.staff_action == "disable" else "active"
+        )
+    print(f"{args.staff_action} {args.staff}: done (logged in the access log)")
+    return 0
+
+
 def add_access_commands(sub, command, demo_sub, check_sub) -> None:
     """Register the access commands on the main parser (``command`` is cli's helper)."""
+    staff = sub.add_parser("staff", help="administer staff access rights (logged)")
+    staff_sub = staff.add_subparsers(dest="staff_action", required=True)
+    for action, text in (
+        ("grant", "grant a purpose's categories"),
+        ("revoke", "revoke a purpose's categories"),
+        ("disable", "disable an account (revokes its grants)"),
+        ("enable", "re-enable an account"),
+    ):
+        p = command(staff_sub, action, cmd_staff, text)
+        p.add_argument("--by", required=True, help="your staff id (technology/data_management)")
+        p.add_argument("staff", help="the staff member's id")
+        if action in ("grant", "revoke"):
+            p.add_argument("--purpose", required=True)
+            p.add_argument("--category", action="append", required=True)
     log_cmd = sub.add_parser("access-log", help="the tamper-evident access log")
     log_sub = log_cmd.add_subparsers(dest="access_log", required=True)
     command(

@@ -38,12 +38,16 @@ def field_aad(
 
 
 def new_wrapped_data_key(
-    bucket_aead: Aead, customer_id: str, category: str, bucket: str
+    bucket_aead: Aead,
+    customer_id: str,
+    category: str,
+    bucket: str,
+    wrap_version: int = FIRST_WRAP_VERSION,
 ) -> tuple[bytes, bytes]:
-    """A fresh data key and its wrapped form, ready for the data_keys row."""
+    """A fresh data key and its wrapped form (under that bucket-key version)."""
     data_key = new_key()
     wrapped = bucket_aead.encrypt(
-        data_key, data_key_aad(customer_id, category, bucket, FIRST_WRAP_VERSION)
+        data_key, data_key_aad(customer_id, category, bucket, wrap_version)
     )
     return data_key, wrapped
 
