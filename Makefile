@@ -52,8 +52,11 @@ lint: install
 test: install lint
 	$(BIN)/pytest -q
 
+BENCH_LOG_ENTRIES ?= 1000000
+
 bench: install
 	$(BIN)/python bench/run.py --customers $(BENCH_CUSTOMERS)
+	$(BIN)/python bench/access_log.py --entries $(BENCH_LOG_ENTRIES)
 
 clean:
 	rm -rf $(CUSTOS_HOME) .pytest_cache .ruff_cache
