@@ -638,7 +638,7 @@ def test_status_reports_rows_whose_key_is_gone(initialised_vault, capsys):
                 "INSERT INTO data_keys (customer_id, category, key_version, wrap_version, bucket,"
                 " wrapped_key, created_at) VALUES ('c1', 'basic', 1, 1, 'basic/2031-01', :w, :t)"
             ),
-            {"w": os.urandom(60), "t": now},
+            {"w": b"\x01" + os.urandom(60), "t": now},
         )
     assert main(["keys", "status", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["rows_without_key"] == {"basic/2031-01#v1": 1}

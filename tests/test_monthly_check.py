@@ -268,3 +268,34 @@ def test_pi_in_a_metadata_column_is_found(seeded_vault, value):
     found = [v for v in result["violations"] if v["detail"].startswith("consents:")]
     assert [v["subject"] for v in found] == [customer_id]
     assert result["counts"] == {"technology": injected + 1}
+
+
+def test_the_database_refuses_plaintext_in_ciphertext_columns(seeded_vault):
+    """The format constraints stop plaintext on every write, whoever writes it."""
+    from sqlalchemy.exc import IntegrityError
+
+    rt, _ = seeded_vault
+    with rt.engine.connect() as conn:
+        customer = conn.scalar(text("SELECT customer_id FROM basic_info ORDER BY customer_id"))
+    for statement, value in (
+        ("UPDATE basic_info SET name = :v WHERE customer_id = :c", b"Alice Example"),
+        ("UPDATE basic_info SET email = :v WHERE customer_id = :c", b"\x01" + b"x" * 10),
+        ("UPDATE orders SET details = :v WHERE customer_id = :c", b'{"amount": 12.5}'),
+    ):
+        with pytest.raises(IntegrityError), rt.engine.begin() as conn:
+            conn.execute(text(statement), {"v": value, "c": customer})
+
+
+def test_a_dropped_format_constraint_is_reported(seeded_vault):
+    from alembic.operations import Operations
+    from alembic.runtime.migration import MigrationContext
+
+    rt, report = seeded_vault
+    with rt.engine.begin() as conn:
+        operations = Operations(MigrationContext.configure(conn))
+        with operations.batch_alter_table("identity_info") as batch_op:
+            batch_op.drop_constraint("ck_identity_info_national_id_format", type_="check")
+    result = run_group(rt.engine, rt.policy, PERIOD, "storage")["controls"][PLAINTEXT_CONTROL]
+    assert "schema:identity_info.national_id" in [v["subject"] for v in result["violations"]]
+    injected = sum(report["injected"]["PLAINTEXT_PI_IN_METADATA"].values())
+    assert result["counts"] == {"technology": injected + 1}

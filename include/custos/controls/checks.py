@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, String, bindparam, inspect, text
 
-from custos.crypto.aead import FORMAT_VERSION, MIN_CIPHERTEXT_BYTES
+from custos.vault.constraints import constraint_name, protected_columns
 from custos.vault.models import Base
 
 
@@ -129,14 +129,6 @@ def _subject_column(table) -> str:
     return "customer_id" if "customer_id" in table.c else table.primary_key.columns[0].name
 
 
-def _bad_ciphertext_sql(dialect: str, column: str) -> str:
-    if dialect == "postgresql":
-        first_byte = f"get_byte({column}, 0) <> {FORMAT_VERSION[0]}"
-    else:
-        first_byte = f"substr({column}, 1, 1) <> X'{FORMAT_VERSION.hex()}'"
-    return f"({column} IS NOT NULL AND (length({column}) < {MIN_CIPHERTEXT_BYTES} OR {first_byte}))"
-
-
 # An international phone number, with or without separators: +1 415-555-0100, +4915123456789.
 PHONE_PATTERN = r"\+[0-9][0-9 ().-]{6,}[0-9]"
 
@@ -149,14 +141,16 @@ def _looks_like_pi_sql(dialect: str, column: str) -> str:
 
 
 def no_plaintext_pi(conn: Connection, ctx: CheckContext) -> CheckOutcome:
-    """Three ways plaintext could get in: a column nobody classified, a 'ciphertext' column
-    holding something that is not a Custos ciphertext, or a metadata text column holding
-    an e-mail address or phone number."""
+    """Three ways plaintext could get in: a column nobody classified; a ciphertext column
+    whose database constraint (only Custos ciphertexts accepted, see
+    ``custos.vault.constraints``) is missing; or a metadata text column holding an e-mail
+    address or phone number (scanned)."""
     outcome = CheckOutcome()
     dialect = conn.dialect.name
     live = inspect(conn)
     declared = Base.metadata.tables
-    for table_name in sorted(set(live.get_table_names()) - SYSTEM_TABLES):
+    live_tables = set(live.get_table_names())
+    for table_name in sorted(live_tables - SYSTEM_TABLES):
         model = declared.get(table_name)
         known = set(model.c.keys()) if model is not None else set()
         for column in live.get_columns(table_name):
@@ -168,27 +162,34 @@ def no_plaintext_pi(conn: Connection, ctx: CheckContext) -> CheckOutcome:
                         "column not classified in the vault schema (may hold plaintext)",
                     )
                 )
-    for table in declared.values():
-        subject = _subject_column(table)
-        for kind, builder in (
-            ("ciphertext", _bad_ciphertext_sql),
-            ("metadata", _looks_like_pi_sql),
-        ):
-            columns = [
-                c.name
-                for c in table.c
-                if c.info.get("pi") == kind and (kind == "ciphertext" or isinstance(c.type, String))
-            ]
-            if not columns:
-                continue
-            condition = " OR ".join(builder(dialect, name) for name in columns)
-            rows = conn.execute(text(f"SELECT {subject} FROM {table.name} WHERE {condition}"))
-            detail = (
-                f"{table.name}: value in a ciphertext column is not a Custos ciphertext"
-                if kind == "ciphertext"
-                else f"{table.name}: e-mail address or phone number in a plaintext column"
+    constraints: dict[str, set[str]] = {}
+    for table_name, column in protected_columns(Base.metadata):
+        if table_name not in constraints:
+            constraints[table_name] = (
+                {c["name"] for c in live.get_check_constraints(table_name) if c.get("name")}
+                if table_name in live_tables
+                else set()
             )
-            outcome.violations.extend((ctx.owner, str(row[0]), detail) for row in rows)
+        if constraint_name(table_name, column) not in constraints[table_name]:
+            outcome.violations.append(
+                (
+                    ctx.owner,
+                    f"schema:{table_name}.{column}",
+                    "ciphertext column lacks its format constraint: plaintext could be written",
+                )
+            )
+    for table in declared.values():
+        columns = [
+            c.name for c in table.c if c.info.get("pi") == "metadata" and isinstance(c.type, String)
+        ]
+        if not columns:
+            continue
+        condition = " OR ".join(_looks_like_pi_sql(dialect, name) for name in columns)
+        rows = conn.execute(
+            text(f"SELECT {_subject_column(table)} FROM {table.name} WHERE {condition}")
+        )
+        detail = f"{table.name}: e-mail address or phone number in a plaintext column"
+        outcome.violations.extend((ctx.owner, str(row[0]), detail) for row in rows)
     return outcome
 
 

@@ -160,6 +160,11 @@ def categories_present(record: PlainCustomer) -> list[str]:
     return present
 
 
+def _fake_ciphertext(data: bytes) -> bytes:
+    """The benchmark's unencrypted baseline only: never used for real data."""
+    return FORMAT_VERSION + bytes(12) + data + bytes(16)
+
+
 def _sqlite_datetime(value: datetime | None) -> str | None:
     # SQLAlchemy's storage format for DateTime on SQLite, so ORM reads and SQL comparisons
     # with bound datetimes agree.
@@ -244,7 +249,9 @@ class CustomerEncryptor:
     def _sealer(self, data_key: bytes):
         """A function value→ciphertext under one data key (inlined AES-GCM for speed)."""
         if not self._encrypt:
-            return lambda value, aad: None if value is None else value.encode()
+            # Same bytes and shape as a ciphertext (version, zero nonce, value, zero tag),
+            # so the baseline passes the format constraints and writes as many bytes.
+            return lambda value, aad: None if value is None else _fake_ciphertext(value.encode())
         aesgcm = AESGCM(data_key)
         take = _ids.take
 
@@ -283,7 +290,7 @@ class CustomerEncryptor:
                     data_key, data_key_aad(customer_id, category, bucket, wrap_version)
                 )
                 if self._encrypt
-                else data_key
+                else _fake_ciphertext(data_key)
             )
             sealers[category] = self._sealer(data_key)
             rows["data_keys"].append(
