@@ -66,38 +66,23 @@ def read_entries(result, department: str | None, at: datetime) -> list[dict]:
     permitted = sorted(
         set(result.values) | {c for c, (code, _) in result.refused.items() if code == "NO_DATA"}
     )
-    entries = []
-    if permitted:
-        entries.append(
-            entry(
-                at=at,
-                staff_id=staff_id,
-                department_id=department,
-                action="read",
-                purpose=result.purpose,
-                customer_id=customer_id,
-                categories=permitted,
-                decision="allowed",
-            )
-        )
+    common = {
+        "at": at,
+        "staff_id": staff_id,
+        "department_id": department,
+        "action": "read",
+        "purpose": result.purpose,
+        "customer_id": customer_id,
+    }
+    entries = [entry(**common, categories=permitted, decision="allowed")] if permitted else []
     by_reason: dict[str, list[str]] = {}
     for category, (code, _) in result.refused.items():
         if code != "NO_DATA":
             by_reason.setdefault(code, []).append(category)
-    for code, categories in sorted(by_reason.items()):
-        entries.append(
-            entry(
-                at=at,
-                staff_id=staff_id,
-                department_id=department,
-                action="read",
-                purpose=result.purpose,
-                customer_id=customer_id,
-                categories=categories,
-                decision="refused",
-                reason=code,
-            )
-        )
+    entries += [
+        entry(**common, categories=categories, decision="refused", reason=code)
+        for code, categories in sorted(by_reason.items())
+    ]
     return entries
 
 
