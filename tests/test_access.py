@@ -340,3 +340,21 @@ def test_key_rotation_is_logged_per_bucket(seeded_vault, capsys):
     assert actions and all(staff == "system:custos" for _, staff in actions)
     assert {a for a, _ in actions} == {"rotate_key", "destroy_key"}
     assert main(["access-log", "verify"]) == 0
+
+
+def test_monthly_check_reports_a_tampered_access_log(seeded_vault):
+    from custos.duties.monthly_check import run_group
+
+    rt, _ = seeded_vault
+    customer = _consenting(rt, "customer_service")
+    for _ in range(3):
+        read(rt, "s-customer_service-1", customer, ["basic"], "customer_service", now=NOW)
+    from custos.access.audit import open_access_log
+
+    open_access_log(rt).checkpoint()
+    clean = run_group(rt.engine, rt.policy, "2026-11", "access")["controls"]
+    assert clean["ART12-ACCESS-LOGGED"]["counts"] == {}
+    with rt.engine.begin() as conn:
+        conn.execute(text("UPDATE access_log SET purpose = 'marketing' WHERE idx = 1"))
+    tampered = run_group(rt.engine, rt.policy, "2026-11", "access")["controls"]
+    assert tampered["ART12-ACCESS-LOGGED"]["counts"].get("technology", 0) >= 1

@@ -75,8 +75,26 @@ def reads_beyond_need(conn: Connection, ctx: CheckContext) -> CheckOutcome:
     return outcome
 
 
+def access_log_intact(conn: Connection, ctx: CheckContext) -> CheckOutcome:
+    """Every access is logged and the log is intact (Art. 12): the monthly check runs the
+    full access-log verification, anchored checkpoints in the evidence store included."""
+    from custos.access.log import AccessLog, anchored_notes
+    from custos.crypto.keyring import open_key_provider
+    from custos.evidence import open_evidence_store
+    from custos.settings import get_settings
+
+    settings = get_settings()
+    key_id, signing_key = open_key_provider(settings).evidence_signing_key()
+    log = AccessLog(conn.engine, key_id, signing_key)
+    result = log.verify(anchored_notes(open_evidence_store(settings.evidence_url)))
+    outcome = CheckOutcome()
+    outcome.violations.extend((ctx.owner, "access_log", problem) for problem in result.problems)
+    return outcome
+
+
 REVIEWS = {
     "rights_beyond_matrix": rights_beyond_matrix,
     "disabled_staff_with_rights": disabled_staff_with_rights,
     "reads_beyond_need": reads_beyond_need,
+    "access_log_intact": access_log_intact,
 }
