@@ -48,10 +48,10 @@ class Runtime:
 
     def seal(self, period: str, dag_id: str, run_id: str, extra: dict | None = None) -> dict:
         """Seal a run's evidence with the keyring's evidence-signing key."""
-        from custos.crypto.keyring import open_key_provider
         from custos.vault.evidence_index import record_sealed_run
 
-        key_id, signing_key = open_key_provider(self.settings).evidence_signing_key()
+        # self.keys: the provider already checked against the vault's keyring binding.
+        key_id, signing_key = self.keys.evidence_signing_key()
         run = self.evidence_run(period, dag_id, run_id)
         self.anchor_access_log(run)
         manifest = run.seal(

@@ -11,15 +11,13 @@ from datetime import UTC, datetime
 
 from sqlalchemy import update
 
-from custos.access.audit import append_and_checkpoint, entry
+from custos.access.audit import SYSTEM_PRINCIPAL, append_and_checkpoint, entry
 from custos.errors import CustosError
 from custos.policy import CATEGORIES
 from custos.vault.db import session_scope
 from custos.vault.models import Staff, StaffGrant
 
 ADMIN_DEPARTMENTS = ("technology", "data_management")
-# Actions run by Custos itself (a CLI or DAG run, not a person) are logged under this id.
-SYSTEM_PRINCIPAL = "system:custos"
 
 
 class AdminRefused(CustosError):

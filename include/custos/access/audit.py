@@ -11,12 +11,14 @@ import hashlib
 import re
 from datetime import datetime
 
+# Actions run by Custos itself (a CLI or DAG run, not a person) are logged under this id.
+SYSTEM_PRINCIPAL = "system:custos"
 _STAFF_ID = re.compile(r"^s-[a-z_]+-\d+$")
 _CUSTOMER_ID = re.compile(r"^c[0-9a-f]{30}$")
 
 
 def _safe_id(value: str | None, pattern: re.Pattern) -> str | None:
-    if value is None or pattern.match(value) or value == "system:custos":
+    if value is None or pattern.match(value) or value == SYSTEM_PRINCIPAL:
         return value
     return _hashed(value)
 

@@ -12,7 +12,6 @@ Artifacts hold pseudonymous ids and counts only.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, select
@@ -216,14 +215,6 @@ def dumps(document: dict) -> str:
 def group_counts(results: dict) -> dict[str, int]:
     """The XCom-sized summary of a group: affected count per control."""
     return {cid: sum(r["counts"].values()) for cid, r in results["controls"].items()}
-
-
-def merge_counts(group_results: list[dict]) -> dict[str, dict[str, int]]:
-    merged: dict[str, dict[str, int]] = defaultdict(dict)
-    for results in group_results:
-        for control_id, result in results["controls"].items():
-            merged[control_id] = dict(result["counts"])
-    return dict(merged)
 
 
 # -- the steps as tasks: each reads and writes the evidence store, returns counts only ----
