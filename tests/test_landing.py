@@ -126,7 +126,7 @@ class Result:
         tracker = DuplicateTracker()
         self.accepted: list[dict] = []
         self.findings = []
-        quarantined = Counter(code for _, code, _ in self.rejects)
+        quarantined = Counter(reject.code for reject in self.rejects)
         for _, row in self.rows:
             normalised, findings = validate_row(kind, row, today=TODAY, policy=POLICY)
             if normalised is not None:
@@ -447,7 +447,7 @@ def test_truncated_last_csv_line(tmp_path):
     result = Result(path)
     assert result.problem_codes == ["TRUNCATED_LAST_LINE"]
     assert not result.problems[0].fatal and result.problems[0].line == 5
-    assert result.rejects == [(5, "MALFORMED_ROW", result.rejects[0][2])]
+    assert [r[:3] for r in result.rejects] == [(5, "MALFORMED_ROW", result.rejects[0][2])]
     assert len(result.accepted) == 3
 
 
@@ -477,7 +477,7 @@ def test_unparsable_json_lines(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     result = Result(path)
     assert result.quarantined == Counter({"MALFORMED_ROW": 5})
-    assert [n for n, _, _ in result.rejects] == [2, 4, 5, 6, 7]
+    assert [reject.line for reject in result.rejects] == [2, 4, 5, 6, 7]
     assert "unknown fields: nested" in result.rejects[2][2]
     assert len(result.accepted) == 2 and not result.problems
 
@@ -508,7 +508,7 @@ def test_wrong_field_count_and_bad_quoting(tmp_path):
     path.write_text(text)
     result = Result(path)
     assert result.quarantined == Counter({"MALFORMED_ROW": 5})
-    assert [n for n, _, _ in result.rejects] == [6, 7, 8, 9, 10]
+    assert [reject.line for reject in result.rejects] == [6, 7, 8, 9, 10]
     assert "expected 11 fields, found 3" in result.rejects[0][2]
     assert len(result.accepted) == 4 and not result.problems
 
@@ -556,7 +556,7 @@ def test_no_input_value_in_any_detail_or_message(tmp_path):
                 handle.write(f"{CANARY_NAME}\xff,{CANARY_EMAIL}\n".encode("latin-1"))
                 handle.write(f'{{"{CANARY_EMAIL}": "{CANARY_NAME}"'.encode())  # truncated
             result = Result(path)
-            details += [d for _, _, d in result.rejects]
+            details += [reject.detail for reject in result.rejects]
             details += [p.detail for p in result.problems]
             details += [f.detail for f in result.findings]
             assert result.findings and result.rejects

@@ -382,6 +382,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_access_commands(sub, command, demo, check)
 
+    from custos.collection.cli import add_collection_commands
+
+    add_collection_commands(sub, command)
+
     keys = sub.add_parser("keys", help="bucket keys: status and rotation").add_subparsers(
         dest="keys", required=True
     )

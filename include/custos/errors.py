@@ -25,3 +25,7 @@ class DecryptionError(CustosError):
 
 class EvidenceError(CustosError):
     """The evidence store refused an operation (bad period, sealed run, missing file)."""
+
+
+class InputError(CustosError):
+    """Input that cannot be processed at all (not a batch folder, a bad id); nothing changed."""

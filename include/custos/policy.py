@@ -83,9 +83,41 @@ class ExpressChannels(_Strict):
     source: str
 
 
+class Quarantine(_Strict):
+    """Quarantined landing rows: encrypted, kept this long, reviewed by these departments."""
+
+    retention_days: int = Field(gt=0, le=366)
+    reviewers: list[str] = Field(min_length=1)
+    source: str
+
+
+class QualityGate(_Strict):
+    """The file-level data-quality gate (Great Expectations): a file whose share of
+    unreadable lines, or of invalid values in any column, is above these limits is held."""
+
+    max_unreadable_share: float = Field(ge=0, le=1)
+    max_invalid_share: float = Field(ge=0, le=1)
+    # Below this many data lines a share says little: the gate still runs (evidence) but
+    # does not hold the file; every row is still validated on its own.
+    min_lines: int = Field(ge=1)
+    source: str
+
+
+class IngestDefaults(_Strict):
+    """What a platform export does not say: the department that collects through the
+    platforms and the retention rule new customers are under."""
+
+    collected_by: str
+    retention_rule: str
+    source: str
+
+
 class CollectionFile(_Strict):
     express_channels: ExpressChannels
     minor_age: MinorAge
+    quarantine: Quarantine
+    quality_gate: QualityGate
+    ingest: IngestDefaults
 
 
 class RetentionPeriod(_Strict):
@@ -202,6 +234,9 @@ class Policy(_Strict):
     purposes: dict[str, Purpose]
     express_channels: frozenset[str]
     minor_age: MinorAge
+    quarantine: Quarantine
+    quality_gate: QualityGate
+    ingest: IngestDefaults
     retention_rules: dict[str, RetentionRule]
     due_days: dict[str, DueDays]
     controls: dict[str, Control]
@@ -334,6 +369,14 @@ def load_policy(directory: Path) -> Policy:
                 raise PolicyError(
                     f"{access_path}: matrix.{department}.{purpose}: not a purpose in purposes.yaml"
                 )
+    collection_path = directory / "collection.yaml"
+    for i, reviewer in enumerate(collection.quarantine.reviewers):
+        if reviewer not in department_ids:
+            raise PolicyError(f"{collection_path}: quarantine.reviewers[{i}]: not a department")
+    if collection.ingest.collected_by not in department_ids:
+        raise PolicyError(f"{collection_path}: ingest.collected_by: not a department")
+    if collection.ingest.retention_rule not in {r.id for r in retention.rules}:
+        raise PolicyError(f"{collection_path}: ingest.retention_rule: not a rule in retention.yaml")
     missing = [s for s in ("high", "medium", "low") if s not in findings.due_days]
     if missing:
         raise PolicyError(f"{directory / 'findings.yaml'}: due_days: missing severities {missing}")
@@ -343,6 +386,9 @@ def load_policy(directory: Path) -> Policy:
         purposes={p.id: p for p in purposes.purposes},
         express_channels=frozenset(collection.express_channels.values),
         minor_age=collection.minor_age,
+        quarantine=collection.quarantine,
+        quality_gate=collection.quality_gate,
+        ingest=collection.ingest,
         retention_rules={r.id: r for r in retention.rules},
         due_days=dict(findings.due_days),
         controls={c.id: c for c in controls.controls},

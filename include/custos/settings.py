@@ -38,6 +38,18 @@ class Settings:
     kms_keystore_path: Path | None = None
     kms_region: str | None = None
     kms_endpoint_url: str | None = None
+    # Where platform exports land (a folder per batch); file:// only for now.
+    landing_url: str = ""
+
+    @property
+    def landing_root(self) -> Path:
+        """The landing folder (``CUSTOS_LANDING_URL``, default ``$CUSTOS_HOME/landing``)."""
+        url = self.landing_url or f"file://{self.home / 'landing'}"
+        if not url.startswith("file://"):
+            raise ConfigError(
+                f"CUSTOS_LANDING_URL={url!r}: only file:// landing folders are supported yet"
+            )
+        return Path(url.removeprefix("file://")).expanduser().resolve()
 
     @property
     def airflow_home(self) -> Path:
@@ -77,6 +89,7 @@ def get_settings() -> Settings:
         ),
         kms_region=env.get("CUSTOS_KMS_REGION") or None,
         kms_endpoint_url=env.get("CUSTOS_KMS_ENDPOINT_URL") or None,
+        landing_url=env.get("CUSTOS_LANDING_URL") or f"file://{home / 'landing'}",
     )
 
 

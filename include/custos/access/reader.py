@@ -197,3 +197,79 @@ def read(
                     result.values[category] = values
     log_read_decisions(rt, result, department, now)
     return result
+
+
+# ---- the quarantine (landing rows held back by the collection pipeline) --------------------
+NOT_A_REVIEWER = "NOT_A_REVIEWER"
+
+
+def authorise_quarantine(rt, staff_id: str, action: str, item_ids: Sequence[str], now=None) -> str:
+    """Allow a quarantine review action (``show``, ``release``, ``discard``) to a reviewer
+    department of ``collection.yaml`` (Data Management); log one entry per item either way.
+    Returns the department; raises AccessRefused (after logging) otherwise."""
+    from custos.access.audit import append_and_checkpoint, entry
+    from custos.vault.db import session_scope
+
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    with session_scope(rt.engine) as session:
+        staff = session.get(Staff, staff_id)
+        department = staff.department_id if staff else None
+        status = staff.status if staff else None
+    refusal = None
+    if staff is None:
+        refusal = (STAFF_UNKNOWN, "the staff id is not registered")
+    elif status != "active":
+        refusal = (STAFF_DISABLED, f"staff {staff_id} is {status}")
+    elif department not in rt.policy.quarantine.reviewers:
+        refusal = (
+            NOT_A_REVIEWER,
+            f"collection.yaml: quarantine.reviewers does not include {department}",
+        )
+    append_and_checkpoint(
+        rt,
+        [
+            entry(
+                at=now,
+                staff_id=staff_id,
+                department_id=department,
+                action=f"quarantine_{action}",
+                decision="refused" if refusal else "allowed",
+                reason=refusal[0] if refusal else item_id,
+            )
+            for item_id in item_ids
+        ],
+    )
+    if refusal:
+        raise AccessRefused(f"quarantine {action}: {refusal[0]}: {refusal[1]}")
+    return department
+
+
+def read_quarantined(rt, staff_id: str, item_ids: Sequence[str], action: str = "show", now=None):
+    """Decrypt held quarantine payloads for a reviewer (authorised and logged first).
+    Returns ``{item_id: (payload_format, bytes | None)}``; unknown ids are absent."""
+    from custos.collection.quarantine import key_aad, payload_aad
+    from custos.vault.db import session_scope
+    from custos.vault.models import QuarantineItem, QuarantineKey
+
+    authorise_quarantine(rt, staff_id, action, item_ids, now)
+    out: dict[str, tuple[str, bytes | None]] = {}
+    with session_scope(rt.engine) as session:
+        for item_id in item_ids:
+            item = session.get(QuarantineItem, item_id)
+            if item is None:
+                continue
+            if item.payload is None or item.key_id is None:
+                out[item_id] = (item.payload_format, None)
+                continue
+            key = session.get(QuarantineKey, item.key_id)
+            bucket_key = rt.keys.bucket_key(key.bucket, key.wrap_version)
+            data_key = Aead(bucket_key).decrypt(
+                key.wrapped_key,
+                key_aad(key.id, key.bucket, key.wrap_version),
+                what=f"quarantine key {key.id}",
+            )
+            value = Aead(data_key).decrypt(
+                item.payload, payload_aad(item.id), what=f"quarantine item {item.id}"
+            )
+            out[item_id] = (item.payload_format, value)
+    return out

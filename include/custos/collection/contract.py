@@ -144,6 +144,9 @@ INVALID_AMOUNT = "INVALID_AMOUNT"
 INVALID_CURRENCY = "INVALID_CURRENCY"
 INVALID_VALUE = "INVALID_VALUE"
 BAD_HEADER = "BAD_HEADER"
+CUSTOMER_QUARANTINED = "CUSTOMER_QUARANTINED"
+CATEGORY_NOT_CONSENTED = "CATEGORY_NOT_CONSENTED"
+FILE_QUALITY_GATE = "FILE_QUALITY_GATE"
 
 REASONS: dict[str, str] = {
     NO_CONSENT: "no express consent covering at least one purpose in the vocabulary",
@@ -164,10 +167,20 @@ REASONS: dict[str, str] = {
     INVALID_CURRENCY: "not an ISO 4217 currency code",
     INVALID_VALUE: "not one of the field's allowed values (consent subject: customer|guardian)",
     BAD_HEADER: "the file's header is wrong, so none of its rows could be read",
+    CUSTOMER_QUARANTINED: "the row's customer row in this batch was quarantined, so it is held too",
+    CATEGORY_NOT_CONSENTED: "no purpose in force for the customer needs this category of data "
+    "(transaction data for orders, behaviour data for events)",
+    FILE_QUALITY_GATE: "the whole file failed the data-quality gate (Great Expectations), "
+    "so every line of it is held",
+    # Whole files that could not be read as lines are held as one quarantined item each.
+    "UNKNOWN_FILE_KIND": "the file's name is not a landing file kind; the file is held whole",
+    "BINARY_FILE": "the file is binary, not text; the file is held whole",
 }
 
 # Emitted by the consent gate (next layer), not by the reader or validate_row.
 GATE_REASONS = (NO_CONSENT, MINOR_WITHOUT_GUARDIAN_CONSENT, UNKNOWN_CUSTOMER)
+# Emitted by the ingest, which sees the batch as a whole.
+BATCH_REASONS = (CUSTOMER_QUARANTINED, CATEGORY_NOT_CONSENTED, FILE_QUALITY_GATE)
 
 # ---- whole-file problems (reader.FileProblem.code) ----------------------------------------
 UNKNOWN_FILE_KIND = "UNKNOWN_FILE_KIND"

@@ -224,6 +224,42 @@ def minimise(
     return kept, dropped
 
 
+def purposes_in_force(
+    consents: Sequence[ConsentView],
+    *,
+    external_id: Any,
+    minor: bool,
+    policy: Policy,
+    today: date | datetime,
+) -> tuple[tuple[str, ...], str | None, bool]:
+    """``(purposes, reason, delete_requested)`` for one customer, by the rules of
+    :func:`decide_customer`: purposes in force in vocabulary order, or ``()`` with the reason
+    code (NO_CONSENT, MINOR_WITHOUT_GUARDIAN_CONSENT) and whether withdrawals are what left
+    none. Used on its own for customers already in the vault (``minor`` as stored)."""
+    day = _today(today)
+
+    def of(subject: str, *, count_withdrawn: bool) -> set[str]:
+        return _purposes_of(
+            consents,
+            external_id=external_id,
+            subject=subject,
+            policy=policy,
+            today=day,
+            count_withdrawn=count_withdrawn,
+        )
+
+    own_now = of(CUSTOMER, count_withdrawn=False)
+    if not own_now:
+        return (), c.NO_CONSENT, bool(of(CUSTOMER, count_withdrawn=True))
+    purposes = own_now
+    if minor:
+        purposes = own_now & of(GUARDIAN, count_withdrawn=False)
+        if not purposes:
+            before = of(CUSTOMER, count_withdrawn=True) & of(GUARDIAN, count_withdrawn=True)
+            return (), c.MINOR_WITHOUT_GUARDIAN_CONSENT, bool(before)
+    return _in_vocabulary_order(purposes, policy), None, False
+
+
 def decide_customer(
     customer: Mapping[str, Any],
     consents: Sequence[ConsentView],
@@ -248,37 +284,14 @@ def decide_customer(
     Consents of another ``external_id`` are ignored, so a caller may pass a whole batch.
     """
     day = _today(today)
-    external_id = customer.get("external_id")
     minor = is_minor(customer, policy=policy, today=day)
-
-    def of(subject: str, *, count_withdrawn: bool) -> set[str]:
-        return _purposes_of(
-            consents,
-            external_id=external_id,
-            subject=subject,
-            policy=policy,
-            today=day,
-            count_withdrawn=count_withdrawn,
-        )
-
-    own_now = of(CUSTOMER, count_withdrawn=False)
-    own_ever = of(CUSTOMER, count_withdrawn=True)
-    if not own_now:
+    in_force, reason, delete_requested = purposes_in_force(
+        consents, external_id=customer.get("external_id"), minor=minor, policy=policy, today=day
+    )
+    if reason is not None:
         return GateDecision(
-            accepted=False, reason=c.NO_CONSENT, minor=minor, delete_requested=bool(own_ever)
+            accepted=False, reason=reason, minor=minor, delete_requested=delete_requested
         )
-    purposes = own_now
-    if minor:
-        purposes = own_now & of(GUARDIAN, count_withdrawn=False)
-        if not purposes:
-            before = own_ever & of(GUARDIAN, count_withdrawn=True)
-            return GateDecision(
-                accepted=False,
-                reason=c.MINOR_WITHOUT_GUARDIAN_CONSENT,
-                minor=True,
-                delete_requested=bool(before),
-            )
-    in_force = _in_vocabulary_order(purposes, policy)
     kept, dropped = minimise(customer, (policy.purposes[p] for p in in_force))
     return GateDecision(
         accepted=True,

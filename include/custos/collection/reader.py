@@ -30,6 +30,12 @@ class Reject(NamedTuple):
     line: int
     code: str
     detail: str
+    # The line as received, for the encrypted quarantine only (None when the line was too
+    # long to hold). Personal data: never log, print or put it in evidence.
+    raw: bytes | None = None
+
+    def __repr__(self) -> str:  # never show the raw line (personal data) in logs or tracebacks
+        return f"Reject(line={self.line}, code={self.code!r}, detail={self.detail!r})"
 
 
 class FileProblem(NamedTuple):
@@ -211,7 +217,7 @@ def _csv_rows(kind: str, lines, out: _Emitter) -> Iterator[Chunk]:
             continue
         if header is None:
             out.current.rejects.append(
-                Reject(number, c.BAD_HEADER, f"line {number}: not read, the header is invalid")
+                Reject(number, c.BAD_HEADER, f"line {number}: not read, the header is invalid", raw)
             )
         else:
             _csv_line(out, header, number, raw, ended)
@@ -237,7 +243,7 @@ def _csv_line(out: _Emitter, header: list[str], number: int, raw, ended: bool) -
     text = _decode(raw)
     if text is None:
         detail = f"line {number}: not valid UTF-8"
-        out.current.rejects.append(Reject(number, c.NOT_UTF8, detail))
+        out.current.rejects.append(Reject(number, c.NOT_UTF8, detail, raw))
         return
     fields = _parse_csv_line(text)
     if fields is None or len(fields) != len(header):
@@ -246,7 +252,7 @@ def _csv_line(out: _Emitter, header: list[str], number: int, raw, ended: bool) -
             if fields is None
             else f"line {number}: expected {len(header)} fields, found {len(fields)}"
         )
-        out.current.rejects.append(Reject(number, c.MALFORMED_ROW, detail))
+        out.current.rejects.append(Reject(number, c.MALFORMED_ROW, detail, raw))
         _truncated(out, number, ended)
         return
     out.current.rows.append((number, dict(zip(header, fields, strict=True))))
@@ -279,17 +285,17 @@ def _jsonl_line(out: _Emitter, known, number: int, raw) -> Reject | None:
         )
     text = _decode(raw)
     if text is None:
-        return Reject(number, c.NOT_UTF8, f"line {number}: not valid UTF-8")
+        return Reject(number, c.NOT_UTF8, f"line {number}: not valid UTF-8", raw)
     try:
         obj = json.loads(text, parse_float=Decimal)
     except (json.JSONDecodeError, RecursionError):
-        return Reject(number, c.MALFORMED_ROW, f"line {number}: not valid JSON")
+        return Reject(number, c.MALFORMED_ROW, f"line {number}: not valid JSON", raw)
     if not isinstance(obj, dict):
-        return Reject(number, c.MALFORMED_ROW, f"line {number}: not a JSON object")
+        return Reject(number, c.MALFORMED_ROW, f"line {number}: not a JSON object", raw)
     unknown = [_name(k) for k in obj if k not in known]
     if unknown:
         detail = f"line {number}: unknown fields: {', '.join(unknown)}"
-        return Reject(number, c.MALFORMED_ROW, detail)
+        return Reject(number, c.MALFORMED_ROW, detail, raw)
     row: Row = {}
     for key, value in obj.items():
         if value is None or isinstance(value, str):
@@ -298,6 +304,6 @@ def _jsonl_line(out: _Emitter, known, number: int, raw) -> Reject | None:
             row[key] = str(value)
         else:
             detail = f"line {number}: field {key} holds a {type(value).__name__}, not a scalar"
-            return Reject(number, c.MALFORMED_ROW, detail)
+            return Reject(number, c.MALFORMED_ROW, detail, raw)
     out.current.rows.append((number, row))
     return None

@@ -1,4 +1,5 @@
-"""Keyed HMAC blind indexes: exact lookup of external id, e-mail and phone without
+"""Keyed HMAC blind indexes: exact lookup of external id, e-mail, phone and the platforms'
+consent and order ids without
 storing them. One sub-key per kind, so equal strings of different kinds do not match."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ BLIND_INDEX_BYTES = 16
 
 
 class BlindIndexer:
-    KINDS = ("external_id", "email", "phone")
+    KINDS = ("external_id", "email", "phone", "consent_id", "order_id")
 
     def __init__(self, root_key: bytes) -> None:
         self._keys = {

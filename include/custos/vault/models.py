@@ -25,6 +25,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
     false,
 )
@@ -146,6 +147,10 @@ class Order(Base):
     customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"), index=True)
     placed_at: Mapped[datetime] = _col("metadata", DateTime)
     details: Mapped[bytes] = _col("ciphertext", LargeBinary)
+    # Blind index of the platform's order_id: a re-delivered order updates, never duplicates.
+    ref_bidx: Mapped[bytes | None] = _col("blind_index", LargeBinary(16), unique=True, index=True)
+    # Lineage (Art. 11): batch, file, line; never personal data.
+    source_ref: Mapped[str | None] = _col("metadata", String(200))
 
 
 class Event(Base):
@@ -156,6 +161,8 @@ class Event(Base):
     customer_id: Mapped[str] = _col("pseudonym", ForeignKey("customers.id"), index=True)
     occurred_at: Mapped[datetime] = _col("metadata", DateTime)
     details: Mapped[bytes] = _col("ciphertext", LargeBinary)
+    # Lineage (Art. 11): batch, file, line; never personal data.
+    source_ref: Mapped[str | None] = _col("metadata", String(200))
 
 
 class Consent(Base):
@@ -171,6 +178,8 @@ class Consent(Base):
     purposes: Mapped[str] = _col("metadata", String(400))
     granted_at: Mapped[datetime] = _col("metadata", DateTime)
     withdrawn_at: Mapped[datetime | None] = _col("metadata", DateTime)
+    # Blind index of the platform's consent_id: a later withdrawal updates this row.
+    ref_bidx: Mapped[bytes | None] = _col("blind_index", LargeBinary(16), unique=True, index=True)
 
 
 class DataUse(Base):
@@ -224,6 +233,59 @@ class EvidenceRunRecord(Base):
     manifest_sha256: Mapped[str] = _col("metadata", String(64))
     file_count: Mapped[int] = _col("metadata", Integer)
     sealed_at: Mapped[datetime] = _col("metadata", DateTime)
+
+
+class IngestBatch(Base):
+    """Every landing batch committed, by content hash: the same content is never ingested
+    twice, and the counts stay queryable (no personal data: codes, counts, names)."""
+
+    __tablename__ = "ingest_batches"
+    content_sha256: Mapped[str] = _col("metadata", String(64), primary_key=True)
+    batch_id: Mapped[str] = _col("metadata", String(64), index=True)
+    received: Mapped[int] = _col("metadata", Integer)
+    accepted: Mapped[int] = _col("metadata", Integer)
+    # The --json summary (counts per code and field, file list with hashes).
+    summary: Mapped[str] = _col("metadata", Text)
+    committed_at: Mapped[datetime] = _col("metadata", DateTime)
+    landing_destroyed_at: Mapped[datetime | None] = _col("metadata", DateTime)
+
+
+class QuarantineKey(Base):
+    """One data key per quarantined batch, wrapped by a ``quarantine/<YYYY-MM>`` bucket key:
+    deleting this row (or the bucket key) destroys every quarantined row under it."""
+
+    __tablename__ = "quarantine_keys"
+    id: Mapped[str] = _col("pseudonym", String(32), primary_key=True)
+    bucket: Mapped[str] = _col("metadata", String(40), index=True)
+    wrap_version: Mapped[int] = _col("metadata", Integer)
+    wrapped_key: Mapped[bytes] = _col("wrapped_key", LargeBinary)
+    created_at: Mapped[datetime] = _col("metadata", DateTime)
+    expires_on: Mapped[date] = _col("metadata", Date)
+
+
+class QuarantineItem(Base):
+    """A landing row (or a whole unreadable file) held back with a reason code, encrypted."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[str] = _col("pseudonym", String(32), primary_key=True)
+    # NULL once the key is destroyed (payload gone; the row stays so counts reconcile).
+    key_id: Mapped[str | None] = _col("pseudonym", ForeignKey("quarantine_keys.id"), index=True)
+    batch_id: Mapped[str] = _col("metadata", String(64), index=True)
+    batch_sha256: Mapped[str] = _col("metadata", String(64))
+    file: Mapped[str] = _col("metadata", String(200))
+    line: Mapped[int | None] = _col("metadata", Integer)
+    kind: Mapped[str | None] = _col("metadata", String(16))
+    reason: Mapped[str] = _col("metadata", String(32), index=True)
+    # Field and rule, never the value (built from contract reason texts).
+    detail: Mapped[str] = _col("metadata", String(400))
+    # row: the row as read (JSON object); line: the raw line; file: the whole file.
+    payload_format: Mapped[str] = _col("metadata", String(8))
+    payload: Mapped[bytes | None] = _col("ciphertext", LargeBinary)
+    received_at: Mapped[datetime] = _col("metadata", DateTime)
+    expires_on: Mapped[date] = _col("metadata", Date, index=True)
+    status: Mapped[str] = _col("metadata", String(16), default="held")  # held|released|discarded
+    decided_at: Mapped[datetime | None] = _col("metadata", DateTime)
+    decided_by: Mapped[str | None] = _col("pseudonym", String(64))
 
 
 # Tables defined beside the code that owns them, on the same metadata (Alembic sees them).

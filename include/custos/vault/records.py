@@ -54,6 +54,8 @@ class PlainCustomer:
     events: list[tuple[datetime, dict]] = field(default_factory=list)
     consents: list[PlainConsent] = field(default_factory=list)
     uses: list[PlainUse] = field(default_factory=list)
+    # Set when the record updates a customer already in the vault (ingest upsert).
+    customer_id: str | None = None
 
     @property
     def last_activity_at(self) -> datetime:
