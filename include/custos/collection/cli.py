@@ -46,13 +46,16 @@ def _brief(s: dict) -> dict:
 
 
 def cmd_ingest(args) -> int:
-    from custos.collection.ingest import ingest_batch
+    from custos.duties.collection import DAG_ID, ingest_with_evidence, period_of
     from custos.runtime import open_runtime
 
     now = datetime.fromisoformat(args.as_of) if args.as_of else None
     if now is not None and now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
-    summary = ingest_batch(open_runtime(), args.batch, now=now, destroy=not args.keep_landing)
+    rt = open_runtime()
+    run_id = f"cli__{datetime.now(UTC).isoformat(timespec='microseconds')}"
+    summary = ingest_with_evidence(rt, args.batch, run_id=run_id, now=now)
+    rt.seal(period_of(now or datetime.now(UTC)), DAG_ID, run_id)
     if args.json:
         print(json.dumps(_brief(summary), indent=1, ensure_ascii=False))
     else:
@@ -123,9 +126,6 @@ def cmd_quarantine_discard(args) -> int:
 def add_collection_commands(sub, command) -> None:
     ingest = command(sub, "ingest", cmd_ingest, "ingest a landing batch folder into the vault")
     ingest.add_argument("batch", help="the batch folder (its name is the batch id)")
-    ingest.add_argument(
-        "--keep-landing", action="store_true", help="do not destroy the landing copy (testing)"
-    )
     ingest.add_argument("--as-of", help=argparse_suppress())
     quarantine = sub.add_parser("quarantine", help="review rows the collection pipeline held")
     q_sub = quarantine.add_subparsers(dest="quarantine", required=True)

@@ -93,6 +93,7 @@ class FileReport:
             "dropped_fields": dict(sorted(self.dropped_fields.items())),
             "problems": self.problems,
             "held_by_quality_gate": self.held,
+            "quality": self.quality,
         }
 
 

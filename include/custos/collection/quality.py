@@ -14,6 +14,7 @@ counts (``result_format`` SUMMARY with ``partial_unexpected_count`` 0, then whit
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from array import array
@@ -95,14 +96,21 @@ def _quiet_gx():
     return gx
 
 
-def evaluate(statuses: FileStatuses, *, max_unreadable_share: float, max_invalid_share: float):
-    """Run the expectations; return ``(passed, results)`` with results free of any value."""
+@functools.cache
+def _context():
+    """One ephemeral context per process (each new one makes a temporary docs folder)."""
     gx = _quiet_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas("landing")
+    return context
+
+
+def evaluate(statuses: FileStatuses, *, max_unreadable_share: float, max_invalid_share: float):
+    """Run the expectations; return ``(passed, results)`` with results free of any value."""
+    gx = _quiet_gx()
+    source = _context().data_sources.add_or_update_pandas("landing")
     asset = source.add_dataframe_asset(statuses.kind)
     batch = asset.add_batch_definition_whole_dataframe("file").get_batch(
         batch_parameters={"dataframe": statuses.frame()}

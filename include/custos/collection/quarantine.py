@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select, update
 
 from custos.crypto.aead import FORMAT_VERSION, Aead, associated_data
+from custos.crypto.rotation import QUARANTINE_BUCKET_PREFIX as BUCKET_PREFIX
 from custos.vault.models import QuarantineItem, QuarantineKey
 from custos.vault.writer import new_id
 
-BUCKET_PREFIX = "quarantine/"
 ROW, LINE, FILE = "row", "line", "file"
 HELD, RELEASED, DISCARDED = "held", "released", "discarded"
 _FLUSH_ROWS = 2000

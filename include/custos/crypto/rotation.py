@@ -167,6 +167,9 @@ def _retire_unused(engine: Engine, provider, bucket: str, grace_seconds: float) 
     return retired, kept
 
 
+QUARANTINE_BUCKET_PREFIX = "quarantine/"
+
+
 def rotate(
     engine: Engine,
     provider,
@@ -180,7 +183,10 @@ def rotate(
     run left. ``progress(done, total)`` is called with re-wrapped row counts."""
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, not {batch_size}")
-    live = provider.bucket_ids()
+    # Quarantine buckets wrap per-batch keys in quarantine_keys, which this re-wrap does not
+    # move: rotating them would destroy a version still in use. Their keys live only the
+    # quarantine's retention days and are destroyed with their rows instead.
+    live = [b for b in provider.bucket_ids() if not b.startswith(QUARANTINE_BUCKET_PREFIX)]
     if buckets is None:
         wanted = live
     else:
