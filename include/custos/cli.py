@@ -48,8 +48,43 @@ def _progress(total: int, label: str):
     return progress, (lambda n: progress.advance(task, n))
 
 
+def _demo_landing(args) -> int:
+    """``demo seed --landing``: a ready landing batch instead of rows in the vault."""
+    from pathlib import Path
+
+    from custos.collection.batch import BATCH_ID, READY_MARKER
+    from custos.demo.landing import write_landing_batch
+    from custos.settings import get_settings
+
+    as_of = datetime.fromisoformat(args.as_of) if args.as_of else datetime.now(UTC)
+    as_of = as_of.replace(tzinfo=UTC) if as_of.tzinfo is None else as_of
+    name = args.batch or f"demo-{as_of:%Y%m%dT%H%M%S}-s{args.seed}"
+    if not BATCH_ID.match(name):
+        raise CustosError(f"--batch must match {BATCH_ID.pattern}")
+    folder = get_settings().landing_root / name
+    report = write_landing_batch(
+        folder,
+        customers=args.customers,
+        seed=args.seed,
+        as_of=as_of,
+        formats=args.formats,
+        first_index=args.first_index,
+        workers=args.workers,
+    )
+    (folder / READY_MARKER).touch()
+    report["folder"] = str(folder)
+    text = json.dumps(report, indent=1)
+    if args.report:
+        Path(args.report).write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
 def cmd_demo_seed(args) -> int:
     from sqlalchemy import func, select
+
+    if args.landing:
+        return _demo_landing(args)
 
     from custos.demo.seed import seed_vault
     from custos.runtime import open_runtime
@@ -360,6 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     seed.add_argument("--first-index", type=int, default=0, help=argparse.SUPPRESS)
     seed.add_argument("--if-empty", action="store_true", help="do nothing if customers exist")
     seed.add_argument("--report", help="also write the injected-violation report to this file")
+    seed.add_argument(
+        "--landing",
+        action="store_true",
+        help="write a ready landing batch (platform export files, with problems injected at "
+        "known rates) for the collection pipeline, instead of rows in the vault",
+    )
+    seed.add_argument("--batch", help="with --landing: the batch folder name")
+    seed.add_argument(
+        "--formats", choices=["mixed", "csv", "jsonl"], default="mixed", help="with --landing"
+    )
 
     check = sub.add_parser("check", help="run a duty's checks").add_subparsers(
         dest="check", required=True

@@ -38,12 +38,14 @@ def ready_batch_names(rt) -> list[str]:
     return [p.name for p in ready_batches(rt.settings.landing_root) if BATCH_ID.match(p.name)]
 
 
-def ingest_with_evidence(rt, batch_path, *, run_id: str, dag_id: str = DAG_ID, now=None) -> dict:
+def ingest_with_evidence(
+    rt, batch_path, *, run_id: str, period: str | None = None, dag_id: str = DAG_ID, now=None
+) -> dict:
     """Ingest one batch and write its evidence into the run; return the summary."""
     from custos.collection.ingest import ingest_batch
 
     summary = ingest_batch(rt, batch_path, now=now)
-    period = period_of(now or datetime.now(UTC))
+    period = period or period_of(now or datetime.now(UTC))
     write_batch_evidence(rt, rt.evidence_run(period, dag_id, run_id), summary)
     summary["evidence"] = {"period": period, "dag_id": dag_id, "run_id": run_id}
     return summary
@@ -154,3 +156,43 @@ def summary_html(s: dict) -> str:
     return page(
         "Collection batch", "数据收集批次", body, footer="Custos · no personal data on this page"
     )
+
+
+def ingest_step(rt, batch: str, run_id: str, period: str) -> dict:
+    """The DAG's mapped task: one ready batch. Returns counts only (goes to XCom)."""
+    from custos.collection.batch import BATCH_ID
+    from custos.errors import InputError
+
+    if not BATCH_ID.match(batch):
+        raise InputError(f"batch name must match {BATCH_ID.pattern}")
+    summary = ingest_with_evidence(
+        rt, rt.settings.landing_root / batch, run_id=run_id, period=period
+    )
+    return brief(summary)
+
+
+def brief(summary: dict) -> dict:
+    """What a task may return or log: the counts of the --json summary, nothing else."""
+    keys = ("batch", "received", "accepted", "quarantined", "dropped_fields", "delete_requested")
+    return {k: summary.get(k) for k in keys} | {
+        "already_ingested": bool(summary.get("already_ingested")),
+        "content_sha256": summary["content_sha256"],
+        "files_held_by_quality_gate": [
+            f["file"] for f in summary.get("files", []) if f.get("held_by_quality_gate")
+        ],
+    }
+
+
+def purge_step(rt, run_id: str, period: str, today) -> dict:
+    """Retention of the quarantine: expired payloads and unused keys destroyed; recorded."""
+    from custos.collection.quarantine import purge_expired
+
+    result = purge_expired(rt.engine, today) | {"as_of": today.isoformat()}
+    rt.evidence_run(period, DAG_ID, run_id).write_artifact(
+        "purge_quarantine",
+        "quarantine-purge.json",
+        json.dumps(result, indent=1),
+        controls=["ART12-RETENTION-ASSIGNED"],
+        articles=["Art. 12", "Art. 16"],
+    )
+    return result
