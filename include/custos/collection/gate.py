@@ -26,6 +26,7 @@ logs and evidence as they are.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -95,9 +96,7 @@ class ConsentView:
     def is_express(self, policy: Policy) -> bool:
         """Express means one of the policy's channels; compared case-insensitively because
         the contract leaves ``channel`` free text and platforms differ in spelling."""
-        return (self.channel or "").strip().casefold() in {
-            ch.casefold() for ch in policy.express_channels
-        }
+        return (self.channel or "").strip().casefold() in _casefolded(policy.express_channels)
 
     def granted_by(self, today: date) -> bool:
         """A consent dated after ``today`` is not (yet) a consent."""
@@ -124,6 +123,11 @@ class GateDecision:
     delete_requested: bool = False
     kept_fields: tuple[str, ...] = ()
     dropped_fields: tuple[str, ...] = ()
+
+
+@functools.lru_cache(maxsize=16)
+def _casefolded(channels: frozenset[str]) -> frozenset[str]:
+    return frozenset(ch.casefold() for ch in channels)
 
 
 def _day(value: datetime | date) -> date:

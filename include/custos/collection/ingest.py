@@ -62,6 +62,7 @@ from custos.vault.writer import (
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 5000
+INGEST_CACHE_KIB = 65536
 # Vault column widths for landing fields stored as metadata: longer is FIELD_TOO_LONG.
 STORED_WIDTHS = {
     c.CUSTOMERS: {"source_system": 64},
@@ -295,57 +296,19 @@ class _Ingest:
 
     # -- pass 1: stage consents -----------------------------------------------------------
     def stage_consents(self, f: LandedFile) -> None:
-        """Validate the consents file and stage what the gate needs. Its rows are counted
-        (and quarantined or stored) in pass 3; this pass only checks and stages."""
-        report = self.reports[f.safe_name]
-        statuses = FileStatuses.for_kind(c.CONSENTS)
-        tracker = DuplicateTracker()
-        staged = []
-        fatal = False
-        for chunk in read_landing_file(f.path, chunk_rows=CHUNK_ROWS):
-            fatal = fatal or any(p.fatal for p in chunk.problems)
-            for reject in chunk.rejects:
-                statuses.unreadable(reject.code)
-            for _line, raw in chunk.rows:
-                normalised, findings = self._consent_findings(raw, tracker)
-                statuses.row(raw, findings)
-                if normalised is not None:
-                    staged.append(self._staged_consent(f.safe_name, normalised))
-            self.staging.add_consents(staged)
-            staged = []
-        if statuses.lines == 0 or fatal:
-            return
-        gate = self.policy.quality_gate
-        passed, results = evaluate(
-            statuses,
-            max_unreadable_share=gate.max_unreadable_share,
-            max_invalid_share=gate.max_invalid_share,
-        )
-        enforced = statuses.lines >= gate.min_lines
-        report.quality = {
-            "passed": passed,
-            "enforced": enforced,
-            "lines": statuses.lines,
-            "expectations": results,
-        }
-        if not passed and enforced:
-            report.held = True
-            self.staging.drop_consents_of(f.safe_name)
+        """Pass 1: validate the consents file (invalid rows quarantined, counted) and stage
+        the valid ones for the gate; they are stored or held in pass 3."""
 
-    def _consent_findings(self, raw, tracker):
-        normalised, findings = validate_row(c.CONSENTS, raw, today=self.today, policy=self.policy)
-        if normalised is not None:
-            widths = STORED_WIDTHS[c.CONSENTS]
-            findings = [
-                Finding(c.FIELD_TOO_LONG, name)
-                for name, width in widths.items()
-                if len(normalised[name]) > width
-            ]
-            duplicate = None if findings else tracker.check(c.CONSENTS, normalised)
-            findings = [duplicate] if duplicate else findings
-        return (normalised if not findings else None), findings
+        def body(report: FileReport, statuses, work) -> None:
+            tracker, chunk = work
+            valid = self._validated(c.CONSENTS, report, statuses, tracker, chunk)
+            self.staging.add_consents(
+                [self._staged_consent(report.file, row, line) for line, _raw, row in valid]
+            )
 
-    def _staged_consent(self, file: str, row: dict) -> tuple:
+        self._run_file(f, body)
+
+    def _staged_consent(self, file: str, row: dict, line: int) -> tuple:
         return (
             self._bidx("external_id", row["external_id"]),
             file,
@@ -356,6 +319,7 @@ class _Ingest:
             row["granted_at"].isoformat(),
             row["withdrawn_at"].isoformat() if row["withdrawn_at"] else None,
             row["notice_version"],
+            line,
         )
 
     # -- stored customers -----------------------------------------------------------------
@@ -541,57 +505,53 @@ class _Ingest:
 
     # -- pass 3: consents -----------------------------------------------------------------
     def consents(self, f: LandedFile) -> None:
+        """Pass 3, set-based from the staging: store each valid consent for its customer
+        (upsert on the consent id's blind index), or hold it (CUSTOMER_QUARANTINED,
+        UNKNOWN_CUSTOMER). Only held rows need the file again, for their content."""
         report = self.reports[f.safe_name]
         if report.held:
-            self._hold_whole_file(f, report)
             return
-        tracker = DuplicateTracker()
-        for chunk in read_landing_file(f.path, chunk_rows=CHUNK_ROWS):
-            for reject in chunk.rejects:
-                report.received += 1
-                self._hold(report, reject.code, reject)
-            valid = []
-            for line, raw in chunk.rows:
-                report.received += 1
-                normalised, findings = self._consent_findings(raw, tracker)
-                if normalised is None:
-                    detail = "; ".join(dict.fromkeys(x.detail for x in findings))
-                    self._hold_row(report, line, raw, findings[0].code, detail)
-                else:
-                    valid.append((line, raw, normalised))
-            if valid:
-                self._consent_chunk(report, valid)
-        self.quarantine.flush()
+        held: dict[int, str] = {}
+        for page in self.staging.consents_of(f.safe_name, CHUNK_ROWS):
+            held.update(self._consent_page(report, page))
+        if held:
+            for chunk in read_landing_file(f.path, chunk_rows=CHUNK_ROWS):
+                for line, raw in chunk.rows:
+                    reason = held.get(line)
+                    if reason:
+                        self._hold_row(report, line, raw, reason, c.REASONS[reason])
+            self.quarantine.flush()
 
-    def _consent_chunk(self, report: FileReport, valid: list[tuple]) -> None:
+    def _consent_page(self, report: FileReport, page: list[tuple]) -> dict[int, str]:
         from custos.vault.models import Consent
 
-        exts = [self._bidx("external_id", row["external_id"]) for _, _, row in valid]
-        resolved = self._resolve(exts)
-        refs = [self._bidx("consent_id", row["consent_id"]) for _, _, row in valid]
+        resolved = self._resolve([bytes(row[1]) for row in page])
+        refs = [bytes(row[2]) for row in page]
         t = Consent.__table__
         existing = {}
         for start in range(0, len(refs), 900):
             query = select(t.c.ref_bidx, t.c.id).where(t.c.ref_bidx.in_(refs[start : start + 900]))
             existing.update({bytes(ref): cid for ref, cid in self.conn.execute(query)})
+        held: dict[int, str] = {}
         inserts, updates = [], []
-        for (line, raw, row), ext, ref in zip(valid, exts, refs, strict=True):
+        for line, ext, ref, subject, channel, purposes, granted, withdrawn, notice in page:
+            ext, ref = bytes(ext), bytes(ref)
             reason = self._not_stored(ext, resolved)
             if reason:
-                self._hold_row(report, line, raw, reason, c.REASONS[reason])
+                held[line] = reason
                 continue
             customer_id, _purposes, in_batch = resolved[ext]
             report.accepted += 1
             if not in_batch:
                 self.touched_customers.add(customer_id)
             values = (
-                row["subject"],
-                row["notice_version"],
-                row["channel"],
+                subject,
+                notice,
+                channel,
                 self._source(report, line),
-                ";".join(row["purposes"]),
-                self._dt(row["granted_at"]),
-                self._dt(row["withdrawn_at"]),
+                purposes,
+                self._dt(datetime.fromisoformat(granted)),
+                self._dt(datetime.fromisoformat(withdrawn)) if withdrawn else None,
             )
             if ref in existing:
                 updates.append((*values, existing[ref]))
@@ -607,19 +567,12 @@ class _Ingest:
                 f"INSERT INTO consents ({columns}) VALUES ({', '.join([marker] * 10)})", inserts
             )
         if updates:
+            names = ("subject", "notice_version", "channel", "source", "purposes")
             sets = ", ".join(
-                f"{name} = {marker}"
-                for name in (
-                    "subject",
-                    "notice_version",
-                    "channel",
-                    "source",
-                    "purposes",
-                    "granted_at",
-                    "withdrawn_at",
-                )
+                f"{name} = {marker}" for name in (*names, "granted_at", "withdrawn_at")
             )
             self.conn.exec_driver_sql(f"UPDATE consents SET {sets} WHERE id = {marker}", updates)
+        return held
 
     def settle_touched_customers(self) -> None:
         """Stored customers whose consents changed: none left in force → deletion requested."""
@@ -886,6 +839,10 @@ def ingest_batch(rt, path, *, now: datetime | None = None, destroy: bool = True)
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         prepare_bulk_connection(conn)
+        if conn.dialect.name == "sqlite":
+            # A smaller page cache than bulk seeding uses: the batch is one long transaction
+            # and memory must stay flat (issue 4: <= 500 MB for a million-row file).
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{INGEST_CACHE_KIB}")
         previous = conn.execute(
             select(IngestBatch.summary).where(IngestBatch.content_sha256 == batch.content_sha256)
         ).scalar()

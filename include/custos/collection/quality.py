@@ -64,22 +64,28 @@ class FileStatuses:
 
     def row(self, raw: dict[str, Any], findings) -> None:
         """A parsed line: each column ok, empty, or the code of its finding."""
-        self._data[LINE].append(self._index[READ])
-        failed = {f.field: f.code for f in findings}
+        data = self._data
+        data[LINE].append(3)  # READ
+        failed = {f.field: f.code for f in findings} if findings else None
         for name in self.columns:
-            code = failed.get(name)
-            if code is None:
-                value = raw.get(name)
-                code = OK if value is not None and str(value).strip() else EMPTY
-            self._data[name].append(self._code(code))
+            if failed and name in failed:
+                data[name].append(self._code(failed[name]))
+                continue
+            value = raw.get(name)
+            # 0 = OK, 1 = EMPTY (the first codes, fixed in __post_init__)
+            data[name].append(0 if value and (not isinstance(value, str) or value.strip()) else 1)
 
     def frame(self):
+        import numpy as np
         import pandas as pd
 
         categories = list(self.codes)
+        # Zero-copy views of the byte arrays: one byte per line and column, whatever the size.
         return pd.DataFrame(
             {
-                name: pd.Categorical.from_codes(list(values), categories=categories)
+                name: pd.Categorical.from_codes(
+                    np.frombuffer(values, dtype=np.uint8).astype(np.int8), categories=categories
+                )
                 for name, values in self._data.items()
             }
         )

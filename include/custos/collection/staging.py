@@ -20,7 +20,7 @@ _SCHEMA = """
 CREATE TABLE consents (
     ext BLOB NOT NULL, file TEXT NOT NULL, ref BLOB NOT NULL, subject TEXT NOT NULL,
     channel TEXT NOT NULL, purposes TEXT NOT NULL, granted_at TEXT NOT NULL,
-    withdrawn_at TEXT, notice TEXT NOT NULL
+    withdrawn_at TEXT, notice TEXT NOT NULL, line INTEGER NOT NULL
 );
 CREATE INDEX consents_ext ON consents (ext);
 CREATE TABLE outcomes (
@@ -55,8 +55,25 @@ class Staging:
 
     # -- consents ---------------------------------------------------------------------------
     def add_consents(self, rows: Sequence[tuple]) -> None:
-        """(ext, file, ref, subject, channel, purposes, granted_at, withdrawn_at, notice)."""
-        self._db.executemany("INSERT INTO consents VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        """(ext, file, ref, subject, channel, purposes, granted_at, withdrawn_at, notice,
+        line)."""
+        self._db.executemany("INSERT INTO consents VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+
+    def consents_of(self, file: str, page: int) -> Iterable[list[tuple]]:
+        """The file's staged consents in line order, ``page`` at a time:
+        (line, ext, ref, subject, channel, purposes, granted_at, withdrawn_at, notice)."""
+        last = 0
+        while True:
+            rows = self._db.execute(
+                "SELECT rowid, line, ext, ref, subject, channel, purposes, granted_at, "
+                "withdrawn_at, notice FROM consents WHERE file = ? AND rowid > ? "
+                "ORDER BY rowid LIMIT ?",
+                (file, last, page),
+            ).fetchall()
+            if not rows:
+                return
+            last = rows[-1][0]
+            yield [r[1:] for r in rows]
 
     def consents_for(self, exts: Sequence[bytes]) -> dict[bytes, list[tuple]]:
         """ext → [(ref, subject, channel, purposes, granted_at, withdrawn_at, notice)]."""

