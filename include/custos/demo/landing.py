@@ -774,7 +774,9 @@ def _run(ctx: _Context, tasks, workers: int) -> Iterator[_ChunkResult]:
         finally:
             _worker.clear()
         return
-    context = multiprocessing.get_context("fork")
+    # forkserver, not fork: a caller with threads (an Airflow task, a test after dag.test())
+    # could otherwise fork a child that inherits a held lock and never finishes.
+    context = multiprocessing.get_context("forkserver")
     with context.Pool(workers, initializer=_init_worker, initargs=(ctx,)) as pool:
         pending: deque = deque()
         for task in tasks:
