@@ -22,7 +22,7 @@ help:
 	@echo "make run    start Airflow with the Custos DAGs and a demo vault (http://localhost:8080)"
 	@echo "make test   run the whole test suite (ruff included)"
 	@echo "make demo   run every DAG once and verify the evidence it wrote"
-	@echo "make bench  benchmark seeding, encryption cost and the monthly check"
+	@echo "make bench  benchmark seeding, encryption cost, the monthly check, the access log, ingest"
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,9 +54,12 @@ test: install lint
 
 BENCH_LOG_ENTRIES ?= 1000000
 
+BENCH_INGEST_CUSTOMERS ?= 1000000
+
 bench: install
 	$(BIN)/python bench/run.py --customers $(BENCH_CUSTOMERS)
 	$(BIN)/python bench/access_log.py --entries $(BENCH_LOG_ENTRIES)
+	$(BIN)/python bench/ingest.py --customers $(BENCH_INGEST_CUSTOMERS)
 
 clean:
 	rm -rf $(CUSTOS_HOME) .pytest_cache .ruff_cache

@@ -75,6 +75,8 @@ def collect_customer_data():
         task_display_name="Ingest a batch · 导入批次",
         outlets=[VAULT_CUSTOMERS],
         map_index_template="{{ task.op_kwargs['batch'] }}",
+        # One batch at a time: each is one vault transaction, and SQLite has one writer.
+        max_active_tis_per_dagrun=1,
     )
     def ingest(batch: str, run: dict, **context) -> dict:
         from airflow.sdk.exceptions import AirflowSkipException

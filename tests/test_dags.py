@@ -74,3 +74,15 @@ def test_dag_file_parses_fast_without_heavy_imports(dag_file):
     heavy = {"pandas", "great_expectations", "boto3", "sqlalchemy", "custos", "faker"}
     loaded = {m.split(".")[0] for m in result["new_modules"]} & heavy
     assert not loaded, f"{dag_file.name} imports {loaded} at parse time; import inside tasks"
+
+
+def test_collection_dag_runs_on_landing_asset_or_hourly_and_emits_the_vault_asset(dagbag):
+    dag = dagbag.dags["collect_customer_data"]
+    timetable = dag.timetable
+    assert type(timetable).__name__ == "AssetOrTimeSchedule"
+    assert "custos_landing" in repr(timetable.asset_condition)
+    assert "15 * * * *" in repr(timetable.timetable)
+    ingest = dag.get_task("ingest")
+    assert [outlet.name for outlet in ingest.outlets] == ["custos_vault_customers"]
+    assert ingest.max_active_tis_per_dagrun == 1
+    assert dag.get_task("seal_evidence").trigger_rule == "none_failed"

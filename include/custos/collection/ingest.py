@@ -40,7 +40,7 @@ from sqlalchemy import select
 from custos.collection import contract as c
 from custos.collection.batch import LandedBatch, LandedFile, destroy_landing_copy, scan_batch
 from custos.collection.gate import ConsentView, decide_customer, purposes_in_force
-from custos.collection.quality import FileStatuses, evaluate
+from custos.collection.quality import FileStatuses, evaluate_out_of_process
 from custos.collection.quarantine import FILE, LINE, ROW, QuarantineWriter, row_payload
 from custos.collection.reader import read_landing_file
 from custos.collection.staging import Staging
@@ -233,7 +233,7 @@ class _Ingest:
             self.conn.exec_driver_sql(f"RELEASE SAVEPOINT {savepoint}")
             return
         gate = self.policy.quality_gate
-        passed, results = evaluate(
+        passed, results = evaluate_out_of_process(
             statuses,
             max_unreadable_share=gate.max_unreadable_share,
             max_invalid_share=gate.max_invalid_share,

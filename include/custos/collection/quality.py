@@ -153,3 +153,35 @@ def evaluate(statuses: FileStatuses, *, max_unreadable_share: float, max_invalid
             }
         )
     return bool(result.success), rows
+
+
+_helper = None
+
+
+def evaluate_out_of_process(statuses: FileStatuses, **limits):
+    """:func:`evaluate` in a helper process kept for the life of this one.
+
+    Great Expectations with pandas costs ~180 MB of resident memory once imported; kept out
+    of the ingest process, that process stays small and flat whatever the batch size. The
+    helper starts from a clean forkserver (never a fork of a process with threads) and is
+    re-created if it died. Only statuses (one byte per line and column) cross over.
+    """
+    global _helper
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    for attempt in (1, 2):
+        if _helper is None:
+            context = multiprocessing.get_context("forkserver")
+            # Never re-run the caller's __main__ in the server (the default preload): an
+            # Airflow task runner or a script would start again there.
+            context.set_forkserver_preload(["custos.collection.quality"])
+            _helper = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        try:
+            return _helper.submit(evaluate, statuses, **limits).result()
+        except BrokenProcessPool:
+            _helper = None
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")

@@ -777,6 +777,7 @@ def _run(ctx: _Context, tasks, workers: int) -> Iterator[_ChunkResult]:
     # forkserver, not fork: a caller with threads (an Airflow task, a test after dag.test())
     # could otherwise fork a child that inherits a held lock and never finishes.
     context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["custos.demo.landing"])  # not the caller's __main__
     with context.Pool(workers, initializer=_init_worker, initargs=(ctx,)) as pool:
         pending: deque = deque()
         for task in tasks:
