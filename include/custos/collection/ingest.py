@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,7 +40,16 @@ from sqlalchemy import select
 
 from custos.collection import contract as c
 from custos.collection.batch import LandedBatch, LandedFile, destroy_landing_copy, scan_batch
-from custos.collection.gate import ConsentView, decide_customer, purposes_in_force
+from custos.collection.customers import (
+    STORED_WIDTHS,
+    consent_views,
+    naive_utc,
+    source_ref,
+    stored_consents,
+    stored_customers,
+    stored_text,
+)
+from custos.collection.gate import purposes_in_force
 from custos.collection.quality import FileStatuses, evaluate_out_of_process
 from custos.collection.quarantine import FILE, LINE, ROW, QuarantineWriter, row_payload
 from custos.collection.reader import read_landing_file
@@ -49,9 +59,7 @@ from custos.crypto.aead import FORMAT_VERSION, Aead
 from custos.crypto.blind_index import BlindIndexer
 from custos.crypto.envelope import DATA_KEY_VERSION, bucket_id, data_key_aad, field_aad
 from custos.vault.models import IngestBatch
-from custos.vault.records import BASIC_FIELDS, IDENTITY_FIELDS, PlainCustomer
 from custos.vault.writer import (
-    CustomerEncryptor,
     RetentionTable,
     _ids,
     insert_rows,
@@ -62,12 +70,11 @@ from custos.vault.writer import (
 log = logging.getLogger(__name__)
 
 CHUNK_ROWS = 5000
+# Customers files bigger than this are judged in worker processes (a smaller file is not
+# worth starting them: about a second).
+PARALLEL_BYTES = 4 << 20
+MAX_WORKERS = 2
 INGEST_CACHE_KIB = 65536
-# Vault column widths for landing fields stored as metadata: longer is FIELD_TOO_LONG.
-STORED_WIDTHS = {
-    c.CUSTOMERS: {"source_system": 64},
-    c.CONSENTS: {"notice_version": 32, "channel": 32},
-}
 # Which Art. 2 category an item kind is, and the date its retention runs from.
 ITEM_CATEGORY = {c.ORDERS: ("transaction", "placed_at"), c.EVENTS: ("behaviour", "occurred_at")}
 PASS_ORDER = (c.CUSTOMERS, c.CONSENTS, c.ORDERS, c.EVENTS)
@@ -101,16 +108,6 @@ class FileReport:
         }
 
 
-def _naive_utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
-
-
-def _stored_text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value.isoformat() if isinstance(value, date) else str(value)
-
-
 class _Ingest:
     """One batch's run. Holds the connection, keys, staging and per-file reports."""
 
@@ -118,11 +115,10 @@ class _Ingest:
         self.rt, self.policy, self.batch, self.conn = rt, rt.policy, batch, conn
         self.staging, self.now = staging, now
         self.today = now.date()
-        self.now_naive = _naive_utc(now)
+        self.now_naive = naive_utc(now)
         self.sqlite = conn.dialect.name == "sqlite"
         self.indexer = BlindIndexer(rt.keys.blind_index_key())
         self.retention = RetentionTable.from_policy(rt.policy)
-        self.encryptor = CustomerEncryptor(rt.keys, self.retention, dialect=conn.dialect.name)
         self.quarantine = QuarantineWriter(
             conn,
             rt.keys,
@@ -134,6 +130,8 @@ class _Ingest:
         self.reports: dict[str, FileReport] = {}
         self.delete_requested = 0
         self.touched_customers: set[str] = set()  # stored customers whose consents changed
+        # One for the whole batch: a key repeated in another file is a duplicate too.
+        self.tracker = DuplicateTracker()
         self._savepoints = 0
 
     # -- plumbing -------------------------------------------------------------------------
@@ -141,7 +139,7 @@ class _Ingest:
         return self.indexer.index(kind, value)
 
     def _dt(self, value: datetime | None):
-        value = _naive_utc(value)
+        value = naive_utc(value)
         if value is None or not self.sqlite:
             return value
         return value.isoformat(" ", "microseconds")
@@ -176,10 +174,9 @@ class _Ingest:
         )
         report.quarantined[code] += 1
 
-    def _validated(self, kind: str, report: FileReport, statuses, tracker, chunk, failed=None):
-        """Yield ``(line, raw, normalised)`` of the chunk's valid rows; quarantine the rest.
-        ``failed`` collects the external ids of quarantined rows that have one (so rows of
-        other files for that customer are CUSTOMER_QUARANTINED, not UNKNOWN_CUSTOMER)."""
+    def _validated(self, kind: str, report: FileReport, statuses, tracker, chunk):
+        """Yield ``(line, raw, normalised)`` of the chunk's valid rows; quarantine the rest
+        (consents, orders, events; customers are judged in :mod:`.customers`)."""
         for reject in chunk.rejects:
             report.received += 1
             statuses.unreadable(reject.code)
@@ -201,9 +198,6 @@ class _Ingest:
             if findings:
                 detail = "; ".join(dict.fromkeys(f.detail for f in findings))
                 self._hold_row(report, line, raw, findings[0].code, detail)
-                external_id = raw.get("external_id")
-                if failed is not None and isinstance(external_id, str) and external_id.strip():
-                    failed.append(external_id)
                 continue
             yield line, raw, normalised
 
@@ -214,17 +208,23 @@ class _Ingest:
         finally:
             self.reports[f.safe_name].seconds += time.perf_counter() - started
 
-    def _run_file(self, f: LandedFile, body: Callable[[FileReport, Any, Any], None]) -> None:
+    def _run_file(
+        self,
+        f: LandedFile,
+        body: Callable[[FileReport, Any, Any], None],
+        before_gate: Callable[[FileReport, Any], None] | None = None,
+    ) -> None:
         """Read one file inside a savepoint, gate it, keep it or hold it whole."""
         report = self.reports[f.safe_name]
         savepoint = self._savepoint()
         statuses = FileStatuses.for_kind(f.kind)
-        tracker = DuplicateTracker()
         for chunk in read_landing_file(f.path, chunk_rows=CHUNK_ROWS):
             report.problems += [
                 {"code": p.code, "line": p.line, "detail": p.detail} for p in chunk.problems
             ]
-            body(report, statuses, (tracker, chunk))
+            body(report, statuses, (self.tracker, chunk))
+        if before_gate is not None:
+            before_gate(report, statuses)
         self.quarantine.flush()
         fatal = any(p["code"] in c.FATAL_FILE_PROBLEMS for p in report.problems)
         if statuses.lines == 0 or fatal:
@@ -274,8 +274,7 @@ class _Ingest:
             self.staging.quarantine_outcomes_of(f.safe_name)
 
     def _source(self, report: FileReport, line: int, notice: str | None = None) -> str:
-        ref = f"batch={self.batch.batch_id};file={report.file};line={line}"
-        return f"{ref};notice={notice}" if notice else ref
+        return source_ref(self.batch.batch_id, report.file, line, notice)
 
     # -- unreadable whole files -----------------------------------------------------------
     def hold_unreadable(self, f: LandedFile, code: str, detail: str) -> None:
@@ -322,136 +321,114 @@ class _Ingest:
             line,
         )
 
-    # -- stored customers -----------------------------------------------------------------
-    def _stored_customers(self, exts: list[bytes]) -> dict[bytes, tuple[str, bool, str | None]]:
-        """ext → (customer_id, is_minor, retention_rule) for customers already stored."""
-        from custos.vault.models import Customer
+    def _stored_customers(self, exts: list[bytes]):
+        return stored_customers(self.conn, exts)
 
-        t = Customer.__table__
-        found = {}
-        for start in range(0, len(exts), 900):
-            part = exts[start : start + 900]
-            query = select(t.c.external_id_bidx, t.c.id, t.c.is_minor, t.c.retention_rule).where(
-                t.c.external_id_bidx.in_(part)
-            )
-            for ext, cid, minor, rule in self.conn.execute(query):
-                found[bytes(ext)] = (cid, bool(minor), rule)
-        return found
+    def _stored_consents(self, customer_ids: list[str]):
+        return stored_consents(self.conn, customer_ids)
 
-    def _stored_consents(self, customer_ids: list[str]) -> dict[str, list[tuple]]:
-        """customer_id → [(ref, subject, channel, purposes, granted_at, withdrawn_at, notice)]."""
-        from custos.vault.models import Consent
-
-        t = Consent.__table__
-        found: dict[str, list[tuple]] = {}
-        for start in range(0, len(customer_ids), 900):
-            part = customer_ids[start : start + 900]
-            query = select(
-                t.c.customer_id,
-                t.c.ref_bidx,
-                t.c.subject,
-                t.c.channel,
-                t.c.purposes,
-                t.c.granted_at,
-                t.c.withdrawn_at,
-                t.c.notice_version,
-            ).where(t.c.customer_id.in_(part))
-            for cid, *rest in self.conn.execute(query):
-                found.setdefault(cid, []).append(tuple(rest))
-        return found
-
-    @staticmethod
-    def _views(external_id: str, staged: list[tuple], stored: list[tuple]) -> list[ConsentView]:
-        """Consents of one customer: the batch's, plus stored ones the batch does not replace
-        (same consent id)."""
-        replaced = {bytes(s[0]) for s in staged}
-        views = []
-        for ref, subject, channel, purposes, granted, withdrawn, _notice in staged + [
-            s for s in stored if s[0] is None or bytes(s[0]) not in replaced
-        ]:
-            views.append(
-                ConsentView(
-                    consent_id=ref.hex() if isinstance(ref, bytes) else str(ref),
-                    external_id=external_id,
-                    subject=subject,
-                    channel=channel,
-                    purposes=purposes,
-                    granted_at=_as_datetime(granted),
-                    withdrawn_at=_as_datetime(withdrawn) if withdrawn else None,
-                )
-            )
-        return views
-
-    # -- pass 2: customers ----------------------------------------------------------------
+    # -- pass 2: customers ---------------------------------------------------------------
     def customers(self, f: LandedFile) -> None:
+        """Validate, gate, minimise and encrypt in worker processes (inline for a small
+        file); hold duplicates back first; write every verdict here, in order."""
+        from collections import deque
+
+        from custos.collection.customers import JudgeContext
+
+        context = JudgeContext(
+            settings=self.rt.settings,
+            batch_id=self.batch.batch_id,
+            staging_path=self.staging.path,
+            now=self.now,
+        )
+        workers = min(MAX_WORKERS, os.cpu_count() or 1) if f.size > PARALLEL_BYTES else 0
+        pool = judge = None
+        if workers:
+            import multiprocessing
+
+            from custos.collection.customers import init_worker
+
+            mp = multiprocessing.get_context("forkserver")
+            mp.set_forkserver_preload(["custos.collection.customers"])
+            pool = mp.Pool(workers, initializer=init_worker, initargs=(context,))
+        else:
+            from custos.collection.customers import CustomerJudge
+
+            judge = CustomerJudge(context)
+
         def body(report: FileReport, statuses, work) -> None:
-            tracker, chunk = work
-            failed: list[str] = []
-            valid = list(self._validated(c.CUSTOMERS, report, statuses, tracker, chunk, failed))
-            if valid:
-                self._customer_chunk(report, valid)
-            if failed:
-                self.staging.add_outcomes(
-                    [(self._bidx("external_id", e), report.file, None, None) for e in failed]
-                )
+            _, chunk = work
+            for reject in chunk.rejects:
+                report.received += 1
+                statuses.unreadable(reject.code)
+                self._hold(report, reject.code, reject)
+            rows = []
+            for line, raw in chunk.rows:
+                report.received += 1
+                duplicate = self.tracker.check(c.CUSTOMERS, raw)
+                if duplicate:
+                    statuses.row(raw, [duplicate])
+                    self._hold_row(report, line, raw, duplicate.code, duplicate.detail)
+                else:
+                    rows.append((line, raw))
+            if not rows:
+                return
+            if pool is None:
+                self._apply_verdict(report, statuses, rows, judge.judge(report.file, rows))
+                return
+            from custos.collection.customers import judge_in_worker
 
-        self._run_file(f, body)
+            pending.append((rows, pool.apply_async(judge_in_worker, (report.file, rows))))
+            while len(pending) > 2 * workers:
+                self._drain(report, statuses, pending)
 
-    def _customer_chunk(self, report: FileReport, valid: list[tuple]) -> None:
-        exts = [self._bidx("external_id", n["external_id"]) for _, _, n in valid]
-        staged = self.staging.consents_for(exts)
-        stored = self._stored_customers(exts)
-        stored_consents = self._stored_consents([v[0] for v in stored.values()])
-        new, updates, outcomes, deletions = [], [], [], []
-        for (line, raw, row), ext in zip(valid, exts, strict=True):
-            known = stored.get(ext)
-            views = self._views(
-                row["external_id"],
-                staged.get(ext, []),
-                stored_consents.get(known[0], []) if known else [],
-            )
-            decision = decide_customer(row, views, policy=self.policy, today=self.today)
-            if decision.delete_requested:
+        pending: deque = deque()
+        try:
+            self._run_file(f, body, before_gate=lambda r, s: self._drain_all(r, s, pending))
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+            if judge is not None:
+                judge.engine.dispose()
+
+    def _drain(self, report, statuses, pending) -> None:
+        rows, result = pending.popleft()
+        self._apply_verdict(report, statuses, rows, result.get())
+
+    def _drain_all(self, report, statuses, pending) -> None:
+        while pending:
+            self._drain(report, statuses, pending)
+
+    def _apply_verdict(self, report: FileReport, statuses, rows, verdict) -> None:
+        from custos.collection.validate import Finding as _Finding
+
+        outcomes = []
+        for (line, raw), result in zip(rows, verdict.rows, strict=True):
+            assert line == result.line
+            statuses.row(raw, [_Finding(code, name) for code, name in result.findings])
+            if result.delete_requested:
                 self.delete_requested += 1
-                if known:
-                    deletions.append(known[0])
-            if not decision.accepted:
-                self._hold_row(report, line, raw, decision.reason, c.REASONS[decision.reason])
-                outcomes.append((ext, report.file, None, None))
+            if result.reason is not None:
+                self._hold_row(report, line, raw, result.reason, result.detail)
+                if result.ext is not None:
+                    outcomes.append((result.ext, report.file, None, None))
                 continue
             report.accepted += 1
-            report.dropped_fields.update(decision.dropped_fields)
-            kept = {name: row.get(name) for name in decision.kept_fields}
-            notice = _notice_of(staged.get(ext, []))
-            customer_id = known[0] if known else new_id("c")
-            record = PlainCustomer(
-                external_id=row["external_id"],
-                source_system=row["source_system"],
-                source_ref=self._source(report, line, notice),
-                collected_by=self.policy.ingest.collected_by,
-                collected_at=_naive_utc(row["collected_at"]),
-                country=row["country"],
-                is_minor=decision.minor,
-                retention_rule=(known[2] if known else None) or self.policy.ingest.retention_rule,
-                basic={name: _stored_text(kept.get(name)) for name in BASIC_FIELDS},
-                identity={name: _stored_text(kept.get(name)) for name in IDENTITY_FIELDS},
-                customer_id=customer_id,
-            )
-            (updates if known else new).append(record)
-            outcomes.append((ext, report.file, customer_id, ";".join(decision.purposes)))
-        if new:
-            insert_rows(self.conn, self.encryptor.encrypt_customers(new, self.now_naive))
-        if updates:
-            self._update_customers(updates)
-        if deletions:
-            self._request_deletion(deletions)
+            report.dropped_fields.update(result.dropped)
+            outcomes.append((result.ext, report.file, result.customer_id, result.purposes))
+        if verdict.new_rows:
+            insert_rows(self.conn, verdict.new_rows)
+        if verdict.update_rows:
+            self._update_customers(verdict.update_rows)
+        if verdict.deletions:
+            self._request_deletion(verdict.deletions)
         self.staging.add_outcomes(outcomes)
 
-    def _update_customers(self, records: list[PlainCustomer]) -> None:
+    def _update_customers(self, rows: dict) -> None:
         """Upsert: a stored customer gets new metadata and new basic / identity rows under a
         fresh data key; the old key row is deleted (its values die with it)."""
-        rows = self.encryptor.encrypt_customers(records, self.now_naive)
-        ids = [(r.customer_id,) for r in records]
+        ids = [(row[0],) for row in rows["customers"]]
         marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
         for table in ("basic_info", "identity_info"):
             self.conn.exec_driver_sql(f"DELETE FROM {table} WHERE customer_id = {marker}", ids)
@@ -487,7 +464,7 @@ class _Ingest:
             stored = self._stored_customers(rest)
             consents = self._stored_consents([v[0] for v in stored.values()])
             for ext, (cid, minor, _rule) in stored.items():
-                views = self._views("-", [], consents.get(cid, []))
+                views = consent_views("-", [], consents.get(cid, []))
                 purposes, _, _ = purposes_in_force(
                     views, external_id="-", minor=minor, policy=self.policy, today=self.today
                 )
@@ -588,7 +565,7 @@ class _Ingest:
             )
             ending = []
             for cid in part:
-                views = self._views("-", [], consents.get(cid, []))
+                views = consent_views("-", [], consents.get(cid, []))
                 purposes, _, withdrawn = purposes_in_force(
                     views,
                     external_id="-",
@@ -651,7 +628,7 @@ class _Ingest:
             is_update = row_id is not None
             row_id = row_id or new_id("o" if kind == c.ORDERS else "e")
             details = {
-                k: _stored_text(v)
+                k: stored_text(v)
                 for k, v in row.items()
                 if k not in ("external_id", moment_field) and v is not None
             }
@@ -689,7 +666,7 @@ class _Ingest:
         one. Returns customer_id → seal(value, aad)."""
         newest: dict[str, datetime] = {}
         for _, row, cid in accepted:
-            moment = _naive_utc(row[moment_field])
+            moment = naive_utc(row[moment_field])
             if cid not in newest or moment > newest[cid]:
                 newest[cid] = moment
         ids = sorted(newest)
@@ -771,23 +748,6 @@ def _sealer(data_key: bytes) -> Callable[[str, bytes], bytes]:
         return FORMAT_VERSION + nonce + aesgcm.encrypt(nonce, value.encode(), aad)
 
     return seal
-
-
-def _as_datetime(value) -> datetime:
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day)
-    return datetime.fromisoformat(str(value))
-
-
-def _notice_of(staged: list[tuple]) -> str | None:
-    """The notice version of the customer's newest consent in the batch (lineage)."""
-    customer = [s for s in staged if s[1] == "customer"]
-    if not customer:
-        return None
-    newest = max(customer, key=lambda s: s[4])
-    return newest[6]
 
 
 # ---- the public entry points ----------------------------------------------------------------

@@ -35,8 +35,13 @@ class Staging:
         self._dir = Path(tempfile.mkdtemp(prefix="custos-ingest-", dir=parent))
         self._db = sqlite3.connect(self._dir / "staging.db", isolation_level=None)
         self._db.executescript(
-            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA temp_store=MEMORY;" + _SCHEMA
+            # WAL: worker processes read staged consents while this one writes outcomes.
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA temp_store=MEMORY;" + _SCHEMA
         )
+
+    @property
+    def path(self) -> Path:
+        return self._dir / "staging.db"
 
     def close(self) -> None:
         self._db.close()
