@@ -62,7 +62,9 @@ class Staging:
     def add_consents(self, rows: Sequence[tuple]) -> None:
         """(ext, file, ref, subject, channel, purposes, granted_at, withdrawn_at, notice,
         line)."""
-        self._db.executemany("INSERT INTO consents VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+        with self._db:  # one transaction per call, not one commit per row (autocommit mode)
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT INTO consents VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
 
     def consents_of(self, file: str, page: int) -> Iterable[list[tuple]]:
         """The file's staged consents in line order, ``page`` at a time:
@@ -100,13 +102,15 @@ class Staging:
 
         An accepted row of an external id wins over any quarantined one (a duplicate after
         it, or an invalid row before it); otherwise the first row recorded stays."""
-        self._db.executemany(
-            "INSERT INTO outcomes VALUES (?,?,?,?) ON CONFLICT (ext) DO UPDATE SET "
-            "customer_id = excluded.customer_id, purposes = excluded.purposes, "
-            "file = excluded.file "
-            "WHERE excluded.customer_id IS NOT NULL AND outcomes.customer_id IS NULL",
-            rows,
-        )
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany(
+                "INSERT INTO outcomes VALUES (?,?,?,?) ON CONFLICT (ext) DO UPDATE SET "
+                "customer_id = excluded.customer_id, purposes = excluded.purposes, "
+                "file = excluded.file "
+                "WHERE excluded.customer_id IS NOT NULL AND outcomes.customer_id IS NULL",
+                rows,
+            )
 
     def outcomes_for(self, exts: Sequence[bytes]) -> dict[bytes, tuple[str | None, str | None]]:
         sql = "SELECT ext, customer_id, purposes FROM outcomes WHERE ext IN ({})"
