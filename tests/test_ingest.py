@@ -580,3 +580,25 @@ def test_worker_processes_give_the_same_result_as_inline(initialised_vault, land
     )
     assert summary["quarantined"] == {k: v for k, v in expected["quarantined"].items() if v}
     assert summary["delete_requested"] == expected["delete_requested"]
+
+
+def test_seen_keys_follow_the_duplicate_tracker_rule(tmp_path):
+    from custos.collection.staging import Staging
+    from custos.collection.validate import DuplicateTracker
+
+    rows = [
+        (c.CUSTOMERS, {"external_id": "a"}),
+        (c.CUSTOMERS, {"external_id": " a "}),  # same key once trimmed
+        (c.ORDERS, {"order_id": "a"}),  # another kind: not a duplicate
+        (c.CUSTOMERS, {"external_id": ""}),  # no key: never a duplicate
+        (c.CUSTOMERS, {"external_id": ""}),
+        (c.EVENTS, {"external_id": "a"}),  # events have no batch key
+        (c.EVENTS, {"external_id": "a"}),
+        (c.ORDERS, {"order_id": "a"}),
+    ]
+    tracker = DuplicateTracker()
+    with Staging(parent=tmp_path) as staging:
+        seen = [staging.seen.check(kind, row) for kind, row in rows]
+    assert seen == [tracker.check(kind, row) for kind, row in rows]
+    assert [f is not None for f in seen] == [False, True, False, False, False, False, False, True]
+    assert not list(tmp_path.iterdir()), "the staging folder is removed"

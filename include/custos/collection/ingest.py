@@ -54,7 +54,7 @@ from custos.collection.quality import FileStatuses, evaluate_out_of_process
 from custos.collection.quarantine import FILE, LINE, ROW, QuarantineWriter, row_payload
 from custos.collection.reader import read_landing_file
 from custos.collection.staging import Staging
-from custos.collection.validate import DuplicateTracker, Finding, validate_row
+from custos.collection.validate import Finding, validate_row
 from custos.crypto.aead import FORMAT_VERSION, Aead
 from custos.crypto.blind_index import BlindIndexer
 from custos.crypto.envelope import DATA_KEY_VERSION, bucket_id, data_key_aad, field_aad
@@ -131,7 +131,7 @@ class _Ingest:
         self.delete_requested = 0
         self.touched_customers: set[str] = set()  # stored customers whose consents changed
         # One for the whole batch: a key repeated in another file is a duplicate too.
-        self.tracker = DuplicateTracker()
+        self.tracker = staging.seen
         self._savepoints = 0
 
     # -- plumbing -------------------------------------------------------------------------

@@ -10,11 +10,16 @@ purposes, dates, notice version) are kept. The folder is 0700 and removed on clo
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+
+from custos.collection import contract as c
+from custos.collection.validate import Finding
 
 _SCHEMA = """
 CREATE TABLE consents (
@@ -30,6 +35,41 @@ CREATE TABLE outcomes (
 _IN_CHUNK = 900  # bound parameters per IN (...) query, well under SQLite's limit
 
 
+class SeenKeys:
+    """DUPLICATE_IN_BATCH for a whole batch with flat memory.
+
+    Same rule as :class:`custos.collection.validate.DuplicateTracker` (the first row with a
+    key passes, every later one is a duplicate), but the keys — salted 16-byte BLAKE2b
+    digests, never values — live in a scratch SQLite file instead of a Python set, which
+    would grow by ~70 MB per million keys and stay for the whole batch.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self._salt = secrets.token_bytes(16)
+        self._db = sqlite3.connect(folder / "seen.db", isolation_level=None)
+        self._db.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "CREATE TABLE seen (kind TEXT, key BLOB, PRIMARY KEY (kind, key)) WITHOUT ROWID;"
+            "BEGIN;"  # never committed: scratch data, deleted with the folder
+        )
+
+    def check(self, kind: str, row: dict) -> Finding | None:
+        key_field = c.BATCH_KEYS.get(kind)
+        if key_field is None:
+            return None
+        key = row.get(key_field)
+        if key is None or (isinstance(key, str) and not key.strip()):
+            return None
+        digest = hashlib.blake2b(
+            str(key).strip().encode("utf-8", "surrogatepass"), digest_size=16, key=self._salt
+        ).digest()
+        inserted = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (kind, digest))
+        return None if inserted.rowcount else Finding(c.DUPLICATE_IN_BATCH, key_field)
+
+    def close(self) -> None:
+        self._db.close()
+
+
 class Staging:
     def __init__(self, parent: Path | None = None) -> None:
         self._dir = Path(tempfile.mkdtemp(prefix="custos-ingest-", dir=parent))
@@ -38,12 +78,14 @@ class Staging:
             # WAL: worker processes read staged consents while this one writes outcomes.
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; PRAGMA temp_store=MEMORY;" + _SCHEMA
         )
+        self.seen = SeenKeys(self._dir)
 
     @property
     def path(self) -> Path:
         return self._dir / "staging.db"
 
     def close(self) -> None:
+        self.seen.close()
         self._db.close()
         shutil.rmtree(self._dir, ignore_errors=True)
 
