@@ -3,12 +3,15 @@
 Order of work, all in **one database transaction** (a killed run leaves nothing behind,
 and the batch registry row that makes re-ingesting a no-op commits with the data):
 
-1. consents files are validated and staged (blind-indexed, no values) for the gate;
-2. customers files: validate → consent gate (batch + stored consents) → minimise →
-   encrypt → insert, or *update* a customer already stored (upsert on the external id's
-   blind index; their basic and identity data get a fresh data key, the old one is gone);
-3. consents files again: each valid consent is upserted (on the consent id's blind index)
-   for its customer, so a later withdrawal updates the stored consent; a stored customer a
+1. consents files are validated (invalid rows quarantined) and the valid rows staged
+   (blind-indexed, with line numbers) for the gate;
+2. customers files: repeated keys are held back (DUPLICATE_IN_BATCH, whole batch), then
+   validate → consent gate (batch + stored consents) → minimise → encrypt, in worker
+   processes for a big file (:mod:`custos.collection.customers`); this process inserts,
+   or *updates* a customer already stored (upsert on the external id's blind index; their
+   basic and identity data get a fresh data key, the old one is gone);
+3. the staged consents: each is upserted (on the consent id's blind index) for its
+   customer, so a later withdrawal updates the stored consent; a stored customer a
    withdrawal leaves without any purpose is marked ``deletion_requested``;
 4. orders and events, for customers accepted now or stored before, when a purpose in force
    needs that category of data; orders upsert on the order id's blind index.
