@@ -38,6 +38,9 @@ init: install
 	@$(BIN)/custos demo seed --customers $(DEMO_CUSTOMERS) --if-empty \
 		--report $(CUSTOS_HOME)/demo-seed.json > /dev/null
 	@echo "demo vault ready; its injected violations: $(CUSTOS_HOME)/demo-seed.json"
+	@[ -d "$(CUSTOS_HOME)/landing/demo-welcome" ] || $(BIN)/custos demo seed --landing \
+		--customers 1000 --batch demo-welcome --report $(CUSTOS_HOME)/demo-welcome.json > /dev/null
+	@echo "a landing batch waits for collect_customer_data: $(CUSTOS_HOME)/landing/demo-welcome"
 
 run: init
 	@bash scripts/run-airflow.sh
