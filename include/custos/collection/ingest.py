@@ -120,6 +120,8 @@ class _Ingest:
         self.today = now.date()
         self.now_naive = naive_utc(now)
         self.sqlite = conn.dialect.name == "sqlite"
+        # The driver's placeholder, for the hand-written bulk statements below.
+        self.marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         self.indexer = BlindIndexer(rt.keys.blind_index_key())
         self.retention = RetentionTable.from_policy(rt.policy)
         self.quarantine = QuarantineWriter(
@@ -324,12 +326,6 @@ class _Ingest:
             line,
         )
 
-    def _stored_customers(self, exts: list[bytes]):
-        return stored_customers(self.conn, exts)
-
-    def _stored_consents(self, customer_ids: list[str]):
-        return stored_consents(self.conn, customer_ids)
-
     # -- pass 2: customers ---------------------------------------------------------------
     def customers(self, f: LandedFile) -> None:
         """Validate, gate, minimise and encrypt in worker processes (inline for a small
@@ -432,7 +428,7 @@ class _Ingest:
         """Upsert: a stored customer gets new metadata and new basic / identity rows under a
         fresh data key; the old key row is deleted (its values die with it)."""
         ids = [(row[0],) for row in rows["customers"]]
-        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        marker = self.marker
         for table in ("basic_info", "identity_info"):
             self.conn.exec_driver_sql(f"DELETE FROM {table} WHERE customer_id = {marker}", ids)
         self.conn.exec_driver_sql(
@@ -449,7 +445,7 @@ class _Ingest:
         insert_rows(self.conn, rows, skip=("customers",))
 
     def _request_deletion(self, customer_ids: list[str]) -> None:
-        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        marker = self.marker
         self.conn.exec_driver_sql(
             f"UPDATE customers SET status = 'deletion_requested' WHERE id = {marker}",
             [(cid,) for cid in customer_ids],
@@ -464,8 +460,8 @@ class _Ingest:
         }
         rest = [e for e in exts if e not in resolved]
         if rest:
-            stored = self._stored_customers(rest)
-            consents = self._stored_consents([v[0] for v in stored.values()])
+            stored = stored_customers(self.conn, rest)
+            consents = stored_consents(self.conn, [v[0] for v in stored.values()])
             for ext, (cid, minor, _rule) in stored.items():
                 views = consent_views("-", [], consents.get(cid, []))
                 purposes, _, _ = purposes_in_force(
@@ -537,7 +533,7 @@ class _Ingest:
                 updates.append((*values, existing[ref]))
             else:
                 inserts.append((new_id("k"), customer_id, *values, ref))
-        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        marker = self.marker
         if inserts:
             columns = (
                 "id, customer_id, subject, notice_version, channel, source, purposes, "
@@ -562,7 +558,7 @@ class _Ingest:
         t = Customer.__table__
         for start in range(0, len(ids), 900):
             part = ids[start : start + 900]
-            consents = self._stored_consents(part)
+            consents = stored_consents(self.conn, part)
             minors = dict(
                 self.conn.execute(select(t.c.id, t.c.is_minor).where(t.c.id.in_(part))).all()
             )
@@ -613,7 +609,7 @@ class _Ingest:
         report.accepted += len(accepted)
         sealers = self._item_keys(kind, category, moment_field, accepted)
         table = kind
-        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        marker = self.marker
         existing: dict[bytes, str] = {}
         refs: list[bytes | None] = [None] * len(accepted)
         if kind == c.ORDERS:
@@ -673,7 +669,7 @@ class _Ingest:
             if cid not in newest or moment > newest[cid]:
                 newest[cid] = moment
         ids = sorted(newest)
-        marker = "?" if self.conn.dialect.paramstyle == "qmark" else "%s"
+        marker = self.marker
         stored, rules = {}, {}
         for start in range(0, len(ids), 900):
             part = ids[start : start + 900]
