@@ -283,3 +283,17 @@ def seeded_plaintext(seeded_vault, _seed_snapshots):
             records.extend(chunk)
         _seed_snapshots["plaintext"] = records
     return _seed_snapshots["plaintext"]
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata DB in the session's AIRFLOW_HOME (set above), for the
+    end-to-end ``dag.test()`` tests."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
+        check=True,
+        capture_output=True,
+    )

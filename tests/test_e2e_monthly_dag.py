@@ -5,8 +5,6 @@ evidence verifies, an edited artifact does not, and nothing personal reached XCo
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,16 +12,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.airflow
-
-
-@pytest.fixture(scope="module")
-def airflow_db():
-    """A migrated Airflow metadata DB in the session's AIRFLOW_HOME (set in conftest)."""
-    subprocess.run(
-        [str(Path(sys.executable).with_name("airflow")), "db", "migrate"],
-        check=True,
-        capture_output=True,
-    )
 
 
 @pytest.fixture

@@ -144,6 +144,9 @@ INVALID_AMOUNT = "INVALID_AMOUNT"
 INVALID_CURRENCY = "INVALID_CURRENCY"
 INVALID_VALUE = "INVALID_VALUE"
 BAD_HEADER = "BAD_HEADER"
+# Whole files that cannot be read as lines: a file problem, and one quarantined item.
+UNKNOWN_FILE_KIND = "UNKNOWN_FILE_KIND"
+BINARY_FILE = "BINARY_FILE"
 CUSTOMER_QUARANTINED = "CUSTOMER_QUARANTINED"
 CATEGORY_NOT_CONSENTED = "CATEGORY_NOT_CONSENTED"
 FILE_QUALITY_GATE = "FILE_QUALITY_GATE"
@@ -173,8 +176,8 @@ REASONS: dict[str, str] = {
     FILE_QUALITY_GATE: "the whole file failed the data-quality gate (Great Expectations), "
     "so every line of it is held",
     # Whole files that could not be read as lines are held as one quarantined item each.
-    "UNKNOWN_FILE_KIND": "the file's name is not a landing file kind; the file is held whole",
-    "BINARY_FILE": "the file is binary, not text; the file is held whole",
+    UNKNOWN_FILE_KIND: "the file's name is not a landing file kind; the file is held whole",
+    BINARY_FILE: "the file is binary, not text; the file is held whole",
 }
 
 # Emitted by the consent gate (next layer), not by the reader or validate_row.
@@ -183,8 +186,6 @@ GATE_REASONS = (NO_CONSENT, MINOR_WITHOUT_GUARDIAN_CONSENT, UNKNOWN_CUSTOMER)
 BATCH_REASONS = (CUSTOMER_QUARANTINED, CATEGORY_NOT_CONSENTED, FILE_QUALITY_GATE)
 
 # ---- whole-file problems (reader.FileProblem.code) ----------------------------------------
-UNKNOWN_FILE_KIND = "UNKNOWN_FILE_KIND"
-BINARY_FILE = "BINARY_FILE"
 EMPTY_FILE = "EMPTY_FILE"
 TRUNCATED_LAST_LINE = "TRUNCATED_LAST_LINE"
 
